@@ -1,0 +1,35 @@
+// Command worker runs the Hyperproof ⇄ ServiceNow task sync: the task and
+// poller workflows, their activities and the ServiceNow webhook listener.
+// Configuration comes from the environment (see README).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"hpsync/internal/config"
+	"hpsync/internal/workerapp"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := workerapp.Start(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	log.Info("stopping")
+	r.Stop()
+}
