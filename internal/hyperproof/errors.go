@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -31,6 +32,7 @@ func isQuotaMessage(msg string) bool {
 
 var (
 	tryAgainRe    = regexp.MustCompile(`(?i)try again in\s+(\d+(?:\.\d+)?)\s*(second|sec|s\b|minute|min)`)
+	htmlTagRe     = regexp.MustCompile(`(?s)<(script|style)[^>]*>.*?</(script|style)>|<[^>]*>`)
 	replenishedRe = regexp.MustCompile(`(?i)replenished in\s+(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})`)
 )
 
@@ -96,6 +98,9 @@ func errorMessage(raw []byte) string {
 	}
 	// Not a known JSON shape: an HTML page or plain text. Keep it short and
 	// on one line.
+	if strings.HasPrefix(text, "<") {
+		text = html.UnescapeString(htmlTagRe.ReplaceAllString(text, " "))
+	}
 	text = strings.Join(strings.Fields(text), " ")
 	return truncate(text, 300)
 }
