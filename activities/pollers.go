@@ -75,11 +75,16 @@ func runPollLoop[S any](ctx context.Context, state *S, interval time.Duration, c
 			return *state, nil
 		}
 		// Sleep in slices so heartbeats keep flowing during long intervals.
+		// A worker that is stopping hands the cursor back at once, so the
+		// next window starts on another (or the restarted) worker without
+		// waiting for a heartbeat timeout.
 		for time.Now().Before(next) {
-			d := min(time.Until(next), 10*time.Second)
+			d := min(time.Until(next), 3*time.Second)
 			select {
 			case <-ctx.Done():
 				return *state, ctx.Err()
+			case <-activity.GetWorkerStopChannel(ctx):
+				return *state, nil
 			case <-time.After(d):
 			}
 			activity.RecordHeartbeat(ctx, *state)

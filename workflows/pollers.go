@@ -36,7 +36,8 @@ type ServiceNowPollerInput struct {
 func pollerOptions(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: activities.PollWindow + 5*time.Minute,
-		HeartbeatTimeout:    time.Minute,
+		// A crashed worker's poll loop is taken over within this long.
+		HeartbeatTimeout: 15 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,

@@ -264,6 +264,11 @@ func (w *taskSync) run(ctx workflow.Context) error {
 	rounds := 0
 	var retryAt time.Time
 	for {
+		// A cancel request (operator, unlink) ends the workflow; without this
+		// check the loop would wait for hints forever.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		w.drainSignals()
 		if !w.hpDue && !w.snDue {
 			if w.shouldContinueAsNew(ctx, rounds) {
@@ -300,6 +305,7 @@ func (w *taskSync) waitForHint(ctx workflow.Context, retryAt time.Time) {
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(w.hpCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.hpDue = true })
 	sel.AddReceive(w.snCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.snDue = true })
+	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
 	if !retryAt.IsZero() {
 		timerCtx, cancel := workflow.WithCancel(ctx)
 		defer cancel()

@@ -172,6 +172,7 @@ func TestWrongSecretIsAClearErrorWithoutTheSecret(t *testing.T) {
 		t.Errorf("want *AuthError 401 invalid_client, not retryable; got %#v", err)
 	}
 	msg := err.Error()
+	t.Log(msg)
 	if !strings.Contains(msg, "rejected the client credentials") || !strings.Contains(msg, seed.IntegrationClientID) {
 		t.Errorf("message is not clear: %s", msg)
 	}

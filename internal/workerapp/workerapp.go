@@ -94,7 +94,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (r *Running
 		HyperproofPollInterval: cfg.HyperproofPollInterval,
 		ServiceNowPollInterval: cfg.ServiceNowPollInterval,
 	}
-	r.worker = worker.New(r.Client, cfg.TemporalTaskQueue, worker.Options{})
+	r.worker = worker.New(r.Client, cfg.TemporalTaskQueue, worker.Options{
+		// Time for running activities to finish (and poll loops to hand
+		// their cursors back) when the worker stops.
+		WorkerStopTimeout: 10 * time.Second,
+	})
 	r.worker.RegisterWorkflowWithOptions(workflows.TaskSync, workflow.RegisterOptions{Name: workflows.TaskSyncWorkflowName})
 	r.worker.RegisterWorkflowWithOptions(workflows.HyperproofPoller, workflow.RegisterOptions{Name: workflows.HyperproofPollerName})
 	r.worker.RegisterWorkflowWithOptions(workflows.ServiceNowPoller, workflow.RegisterOptions{Name: workflows.ServiceNowPollerName})
