@@ -120,7 +120,9 @@ func TestDemoStory(t *testing.T) {
 			wfID = res.WorkflowID
 			return res.Table, res.Number, err
 		},
-		Report: func(st story.Step) { t.Logf("[%6.1fs] %s -> %s (%.1fs)", st.At.Seconds(), st.Action, st.Observed, st.Took.Seconds()) },
+		Report: func(st story.Step) {
+			t.Logf("[%6.1fs] %s -> %s (%.1fs)", st.At.Seconds(), st.Action, st.Observed, st.Took.Seconds())
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

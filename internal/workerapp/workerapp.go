@@ -121,8 +121,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (r *Running
 				}
 				return err
 			},
-			Healthy: func(ctx context.Context) error { _, err := r.Client.CheckHealth(ctx, &client.CheckHealthRequest{}); return err },
-			Logger:  log,
+			Healthy: func(ctx context.Context) error {
+				_, err := r.Client.CheckHealth(ctx, &client.CheckHealthRequest{})
+				return err
+			},
+			Logger: log,
 		}
 		if err := r.listen(cfg.WebhookAddr, h.Routes()); err != nil {
 			return nil, fmt.Errorf("WEBHOOK_ADDR: %w", err)
