@@ -128,7 +128,7 @@ type ProofRecord struct {
 	AttachedOn      time.Time
 	HyperproofID    string
 	ReachedAt       time.Time
-	PublishedAt     time.Time `json:",omitempty"`
+	PublishedAt     time.Time `json:",omitzero"`
 }
 
 // MoveServiceNowRequest moves the ServiceNow task into a status-map group.

@@ -4,73 +4,16 @@
 //
 // It prints one line naming the task, the ServiceNow table and number, and
 // the workflow id; linking a linked task again prints the same line and
-// creates nothing.
+// creates nothing. An unknown task, an unreachable API or rejected
+// credentials exit non-zero with one line that says which.
 package main
 
 import (
-	"context"
-	"flag"
-	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"time"
 
-	"hpsync/internal/config"
-	"hpsync/internal/hyperproof"
 	"hpsync/internal/link"
-	"hpsync/internal/workerapp"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-}
-
-func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("starter", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	task := fs.String("task", "", "Hyperproof task id (required)")
-	table := fs.String("table", "", "ServiceNow table for a new task (default SERVICENOW_TABLE)")
-	sysID := fs.String("sys-id", "", "link this existing ServiceNow task instead of creating one")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *task == "" {
-		fmt.Fprintln(stderr, "starter: -task is required")
-		return 2
-	}
-	cfg, err := config.Load()
-	if err != nil {
-		fmt.Fprintln(stderr, "starter:", err)
-		return 2
-	}
-	if *table == "" {
-		*table = cfg.ServiceNowTable
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	hp, err := hyperproof.New(hyperproof.Config{
-		APIURL: cfg.HyperproofAPIURL, TokenURL: cfg.HyperproofTokenURL,
-		ClientID: cfg.HyperproofClientID, ClientSecret: cfg.HyperproofClientSecret,
-	})
-	if err != nil {
-		fmt.Fprintln(stderr, "starter: hyperproof:", err)
-		return 1
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := workerapp.Dial(ctx, cfg, quiet)
-	if err != nil {
-		fmt.Fprintln(stderr, "starter:", err)
-		return 1
-	}
-	defer c.Close()
-	res, err := link.Link(ctx, c, hp, cfg.StatusMap, link.Request{
-		HyperproofTaskID: *task, Table: *table, ExistingSysID: *sysID, TaskQueue: cfg.TemporalTaskQueue,
-	})
-	if err != nil {
-		fmt.Fprintln(stderr, "starter:", err)
-		return 1
-	}
-	fmt.Fprintln(stdout, res)
-	return 0
+	os.Exit(link.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

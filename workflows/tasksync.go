@@ -138,7 +138,7 @@ type Status struct {
 	Proof                []activities.ProofRecord
 	Reopens              int
 	LastError            string    `json:",omitempty"`
-	LastErrorAt          time.Time `json:",omitempty"`
+	LastErrorAt          time.Time `json:",omitzero"`
 	LastSync             time.Time
 }
 

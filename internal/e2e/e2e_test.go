@@ -19,7 +19,11 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"hpsync/internal/config"
 	"hpsync/internal/devserver"
@@ -154,6 +158,74 @@ func TestDemoStory(t *testing.T) {
 		if len(p.SHA256) != 64 || p.HyperproofID == "" || p.PublishedAt.IsZero() {
 			t.Errorf("proof record incomplete: %+v", p)
 		}
+	}
+
+	// The real history of the whole story replays on the current code.
+	hist := &historypb.History{}
+	it := s.w.Client.GetWorkflowHistory(ctx, wfID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hist.Events = append(hist.Events, ev)
+	}
+	replayer := worker.NewWorkflowReplayer()
+	replayer.RegisterWorkflowWithOptions(workflows.TaskSync, workflow.RegisterOptions{Name: workflows.TaskSyncWorkflowName})
+	if err := replayer.ReplayWorkflowHistory(nil, hist); err != nil {
+		t.Errorf("replay of the story's history (%d events): %v", len(hist.Events), err)
+	}
+}
+
+// TestStarterCommand: the starter's exit codes and its one line.
+func TestStarterCommand(t *testing.T) {
+	s := startStack(t)
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := link.Main(args, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	taskID := s.w.SeededTasks[0]
+	code, out, errOut := run("-task", taskID)
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, taskID) || !strings.Contains(out, "SCTASK") || !strings.Contains(out, workflows.WorkflowID(taskID)) {
+		t.Fatalf("link: code %d, out %q, err %q", code, out, errOut)
+	}
+	code, again, _ := run("-task", taskID)
+	if code != 0 || again != out {
+		t.Errorf("link again: code %d, %q; want 0 and %q", code, again, out)
+	}
+	if code, _, errOut := run("-task", "00000000-0000-4000-8000-000000000000"); code != 1 || !strings.Contains(errOut, "unknown Hyperproof task") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("unknown task: code %d, %q", code, errOut)
+	}
+	if code, _, _ := run(); code != 2 {
+		t.Errorf("no -task: code %d, want 2", code)
+	}
+	if code, _, errOut := run("-task", taskID, "-table", "incident"); code != 1 || !strings.Contains(errOut, "status map") {
+		t.Errorf("unknown table: code %d, %q", code, errOut)
+	}
+
+	// Outside the sandbox, pointed at the simulators with wrong credentials.
+	t.Setenv("SANDBOX", "false")
+	t.Setenv("HYPERPROOF_API_URL", s.cfg.HyperproofAPIURL)
+	t.Setenv("HYPERPROOF_TOKEN_URL", s.cfg.HyperproofTokenURL)
+	t.Setenv("HYPERPROOF_CLIENT_ID", seed.IntegrationClientID)
+	t.Setenv("HYPERPROOF_CLIENT_SECRET", "not-the-secret")
+	t.Setenv("SERVICENOW_INSTANCE_URL", s.cfg.ServiceNowInstanceURL)
+	t.Setenv("SERVICENOW_USERNAME", seed.SNIntegrationUser)
+	t.Setenv("SERVICENOW_PASSWORD", seed.SNIntegrationPassword)
+	t.Setenv("WEBHOOK_ADDR", "")
+	other := s.w.SeededTasks[1]
+	code, _, errOut = run("-task", other)
+	if code != 1 || !strings.Contains(errOut, "rejected") || strings.Contains(errOut, "not-the-secret") {
+		t.Errorf("rejected credentials: code %d, %q", code, errOut)
+	}
+	t.Setenv("HYPERPROOF_API_URL", "http://127.0.0.1:1")
+	t.Setenv("HYPERPROOF_CLIENT_SECRET", seed.IntegrationClientSecret)
+	if code, _, errOut := run("-task", other); code != 1 || !strings.Contains(errOut, "cannot read Hyperproof task") {
+		t.Errorf("unreachable API: code %d, %q", code, errOut)
+	}
+	if _, err := s.w.Client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(other), ""); err == nil {
+		t.Error("a refused link started a workflow")
 	}
 }
 

@@ -788,3 +788,21 @@ func TestListQueryParameters(t *testing.T) {
 		t.Errorf("queries:\n%s\nwant:\n%s", strings.Join(queries, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestErrorsNeverCarryThePassword(t *testing.T) {
+	const secret = "S3cr3t-pa55-phrase"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A misbehaving proxy that echoes the credentials it was sent.
+		u, p, _ := r.BasicAuth()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `{"error":{"message":"Operation Failed for %s/%s","detail":"Authorization: %s"},"status":"failure"}`, u, p, r.Header.Get("Authorization"))
+	}))
+	defer srv.Close()
+	c, _ := New(Config{InstanceURL: srv.URL, Username: "u", Password: secret})
+	err := c.Ping(ctx(t))
+	ae := asAPIError(t, err)
+	if ae.StatusCode != 403 || strings.Contains(err.Error(), secret) || strings.Contains(ae.Detail, secret) {
+		t.Errorf("error = %v", err)
+	}
+}

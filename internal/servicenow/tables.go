@@ -313,7 +313,7 @@ func (c *Client) findUser(ctx context.Context, cond string, match func(User) boo
 	q := listValues(userFields, cond+"^ORDERBYsys_created_on^ORDERBYsys_id", 20)
 	q.Set("sysparm_suppress_pagination_header", "true")
 	var first, active *User
-	resp := c.list(ctx, tablePath("sys_user"), q, func(r rawRecord) error {
+	err := c.list(ctx, tablePath("sys_user"), q, func(r rawRecord) error {
 		u, err := decodeUser(r)
 		if err != nil {
 			return err
@@ -329,8 +329,8 @@ func (c *Client) findUser(ctx context.Context, cond string, match func(User) boo
 		}
 		return nil
 	})
-	if resp != nil {
-		return nil, resp
+	if err != nil {
+		return nil, err
 	}
 	if active != nil {
 		return active, nil

@@ -184,7 +184,9 @@ func asciiJSON(s string) string {
 	return out.String()
 }
 
-// contentDisposition is `attachment;filename="<ASCII fallback>";filename*=UTF-8''<RFC 5987>`.
+// contentDisposition renders "attachment", an ASCII fallback filename and
+// the RFC 5987 filename* parameter (UTF-8, percent-encoded), as the instance
+// does.
 func contentDisposition(name string) string {
 	var fallback strings.Builder
 	for _, r := range name {

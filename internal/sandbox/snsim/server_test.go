@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -697,5 +698,69 @@ func TestCloseRemovesTempDir(t *testing.T) {
 	}
 	if err := sim.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestDefaultOrderAndLogs(t *testing.T) {
+	var mu sync.Mutex
+	var logs strings.Builder
+	e := newEnv(t, Options{Logf: func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		logs.WriteString(fmt.Sprintf(format, args...) + "\n")
+	}})
+	for i := 0; i < 6; i++ {
+		e.createTask("sc_task", map[string]any{"short_description": fmt.Sprint(i)})
+	}
+	rows := e.call("GET", "/api/now/table/sc_task?sysparm_fields=sys_id", nil).results(t)
+	for i := 1; i < len(rows); i++ {
+		if rows[i-1]["sys_id"].(string) >= rows[i]["sys_id"].(string) {
+			t.Errorf("default order is not sys_id: %v", rows)
+		}
+	}
+	e.callAs(seed.SNIntegrationUser, "not-the-password-123", "GET", "/api/now/table/sc_task", nil)
+	e.call("GET", "/api/now/table/sc_task?sysparm_query=bogus_field=1", nil)
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if !strings.Contains(out, "-> 401") || !strings.Contains(out, "bogus_field") {
+		t.Errorf("log lacks the request lines:\n%s", out)
+	}
+	for _, secret := range []string{"not-the-password-123", seed.SNIntegrationPassword, "Authorization", "Basic "} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log contains %q:\n%s", secret, out)
+		}
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	hookURL, ch := webhookSink(t)
+	go func() {
+		for range ch {
+		}
+	}()
+	e := newEnv(t, Options{WebhookURL: hookURL, MaxPageSize: 3})
+	task := e.createTask("sc_task", map[string]any{"short_description": "x", "correlation_id": CorrelationPrefix + "c"})
+	id := task["sys_id"].(string)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 5; j++ {
+				e.call("PATCH", "/api/now/table/sc_task/"+id, map[string]any{"comments": fmt.Sprintf("c%d-%d", i, j)})
+				e.upload("sc_task", id, fmt.Sprintf("f%d-%d", i, j), "text/plain", []byte("x"))
+				e.call("GET", "/api/now/table/sys_journal_field?sysparm_query=element_id="+id, nil)
+			}
+		}()
+	}
+	wg.Wait()
+	got := e.call("GET", "/api/now/table/sc_task/"+id, nil).result(t)
+	if got["sys_mod_count"] != "40" {
+		t.Errorf("sys_mod_count = %v, want 40", got["sys_mod_count"])
+	}
+	a := e.call("GET", "/api/now/attachment?sysparm_query=table_sys_id="+id, nil)
+	if a.header.Get("X-Total-Count") != "40" {
+		t.Errorf("attachments = %v", a.header.Get("X-Total-Count"))
 	}
 }
