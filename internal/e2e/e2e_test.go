@@ -106,9 +106,7 @@ func startStack(t *testing.T) *stack {
 }
 
 func (s *stack) link(ctx context.Context, taskID string) (link.Result, error) {
-	return link.Link(ctx, s.w.Client, s.w.HP, s.cfg.StatusMap, link.Request{
-		HyperproofTaskID: taskID, Table: s.cfg.ServiceNowTable, TaskQueue: s.cfg.TemporalTaskQueue,
-	})
+	return linkWith(ctx, s, taskID, "")
 }
 
 // TestDemoStory is the README demo's story against a real dev server.
@@ -345,4 +343,10 @@ func TestWebhookSignals(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatal("comment not carried within 30s")
+}
+
+func linkWith(ctx context.Context, s *stack, taskID, sysID string) (link.Result, error) {
+	return link.Link(ctx, s.w.Client, s.w.HP, s.cfg.StatusMap, link.Request{
+		HyperproofTaskID: taskID, Table: s.cfg.ServiceNowTable, ExistingSysID: sysID, TaskQueue: s.cfg.TemporalTaskQueue,
+	})
 }
