@@ -48,6 +48,8 @@ type Activities struct {
 	// are ours and never mirrored back.
 	SNUser        string
 	SyncWorkNotes bool
+	// MaxProofBytes: larger attachments are not downloaded (0 = no limit).
+	MaxProofBytes int64
 	Hints         Hinter
 	Tables        []string
 

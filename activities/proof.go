@@ -72,6 +72,10 @@ func (a *Activities) CopyAttachmentToHyperproof(ctx context.Context, req CopyAtt
 		AttachmentSysID: att.SysID, FileName: att.FileName, ContentType: att.ContentType,
 		SizeBytes: att.SizeBytes, ServiceNowHash: att.Hash, AttachedBy: att.CreatedBy, AttachedOn: att.CreatedOn,
 	}
+	if a.MaxProofBytes > 0 && att.SizeBytes > a.MaxProofBytes {
+		rec.Skipped = fmt.Sprintf("%d bytes is over the Hyperproof proof size limit of %d bytes", att.SizeBytes, a.MaxProofBytes)
+		return rec, a.noteSkipped(ctx, req, rec.Skipped)
+	}
 	existing, err := a.HP.ListTaskProof(ctx, req.HyperproofTaskID, att.SysID)
 	if err != nil {
 		return rec, classify("list hyperproof task proof", err)
@@ -192,6 +196,37 @@ func (a *Activities) publishOne(ctx context.Context, task hyperproof.Task, p hyp
 	}
 	if up.Size != hr.n || (p.Size > 0 && p.Size != hr.n) {
 		return fmt.Errorf("size mismatch publishing %s: task proof %d, read %d, target stored %d", p.Filename, p.Size, hr.n, up.Size)
+	}
+	return nil
+}
+
+// noteSkipped says out loud, on both tasks, that a file could not be
+// carried. Each note is keyed by the attachment's sys_id, so a retry finds
+// it instead of writing it again.
+func (a *Activities) noteSkipped(ctx context.Context, req CopyAttachmentRequest, why string) error {
+	att := req.Attachment
+	text := fmt.Sprintf("The ServiceNow attachment %q was not copied into Hyperproof as proof: %s.", att.FileName, why)
+	key := "skipped:" + att.SysID
+	comments, err := a.HP.ListComments(ctx, req.HyperproofTaskID)
+	if err != nil {
+		return classify("list hyperproof comments", err)
+	}
+	noted := false
+	for _, c := range comments {
+		noted = noted || c.SourceCommentID == key
+	}
+	if !noted {
+		if _, err := a.HP.AddComment(ctx, req.HyperproofTaskID, hyperproof.NewComment{Text: text, SourceCommentID: key}); err != nil {
+			return classify("add hyperproof note", err)
+		}
+	}
+	ref := "[hyperproof-skipped:" + att.SysID + "]"
+	written, err := a.journalHas(ctx, req.Table, req.SysID, ref)
+	if err != nil || written {
+		return err
+	}
+	if err := a.SN.AddComment(ctx, req.Table, req.SysID, text+"\n\n"+ref); err != nil {
+		return classify("add servicenow note", err)
 	}
 	return nil
 }

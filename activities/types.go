@@ -127,8 +127,14 @@ type ProofRecord struct {
 	AttachedBy      string
 	AttachedOn      time.Time
 	HyperproofID    string
-	ReachedAt       time.Time
+	ReachedAt       time.Time `json:",omitzero"`
 	PublishedAt     time.Time `json:",omitzero"`
+	// Skipped says why the file was not carried (e.g. over the size limit);
+	// notes on both tasks say so too.
+	Skipped string `json:",omitempty"`
+	// DeletedAtSource is when the attachment was first seen gone from
+	// ServiceNow; the proof stays in Hyperproof as audit evidence.
+	DeletedAtSource time.Time `json:",omitzero"`
 }
 
 // MoveServiceNowRequest moves the ServiceNow task into a status-map group.

@@ -52,6 +52,10 @@ type Config struct {
 	HyperproofPollInterval  time.Duration `envconfig:"HYPERPROOF_POLL_INTERVAL" default:"15s"`
 	ServiceNowPollInterval  time.Duration `envconfig:"SERVICENOW_POLL_INTERVAL" default:"60s"`
 	ServiceNowSyncWorkNotes bool          `envconfig:"SERVICENOW_SYNC_WORK_NOTES" default:"false"`
+	// MaxProofBytes is the largest attachment carried into Hyperproof as
+	// proof (default 100 MiB, the size Hyperproof's own SDK refuses at). A
+	// larger one is not downloaded; a note says so on both tasks.
+	MaxProofBytes int64 `envconfig:"HYPERPROOF_MAX_PROOF_BYTES" default:"104857600"`
 
 	// Sandbox: the worker also serves the built-in simulators and points
 	// itself at them.
@@ -205,6 +209,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("config: %s must be greater than 0, not %s", d.name, d.value)
 		}
 	}
+	if c.MaxProofBytes <= 0 {
+		return fmt.Errorf("config: HYPERPROOF_MAX_PROOF_BYTES must be greater than 0, not %d", c.MaxProofBytes)
+	}
 	return nil
 }
 
@@ -274,6 +281,7 @@ func (c Config) String() string {
 		{"HYPERPROOF_POLL_INTERVAL", c.HyperproofPollInterval.String()},
 		{"SERVICENOW_POLL_INTERVAL", c.ServiceNowPollInterval.String()},
 		{"SERVICENOW_SYNC_WORK_NOTES", fmt.Sprint(c.ServiceNowSyncWorkNotes)},
+		{"HYPERPROOF_MAX_PROOF_BYTES", fmt.Sprint(c.MaxProofBytes)},
 		{"SANDBOX", fmt.Sprint(c.Sandbox)},
 		{"SANDBOX_HYPERPROOF_ADDR", c.SandboxHyperproofAddr},
 		{"SANDBOX_SERVICENOW_ADDR", c.SandboxServiceNowAddr},

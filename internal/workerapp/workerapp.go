@@ -89,7 +89,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (r *Running
 
 	acts := &activities.Activities{
 		HP: r.HP, SN: r.SN, StatusMap: cfg.StatusMap, SNUser: cfg.ServiceNowUsername,
-		SyncWorkNotes: cfg.ServiceNowSyncWorkNotes, Hints: Hinter{Client: r.Client},
+		SyncWorkNotes: cfg.ServiceNowSyncWorkNotes, MaxProofBytes: cfg.MaxProofBytes, Hints: Hinter{Client: r.Client},
 		Tables:                 cfg.StatusMap.Tables(),
 		HyperproofPollInterval: cfg.HyperproofPollInterval,
 		ServiceNowPollInterval: cfg.ServiceNowPollInterval,
