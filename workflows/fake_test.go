@@ -101,11 +101,11 @@ type world struct {
 	sn      map[string]*snTask
 	snOrder []string
 
-	calls       map[string]int
-	alertKeys   []string
-	hpWrites    []string // status types written by SetHyperproofStatus
-	snMoves     []string // groups MoveServiceNow was asked for
-	fail        map[string]error
+	calls     map[string]int
+	alertKeys []string
+	hpWrites  []string // status types written by SetHyperproofStatus
+	snMoves   []string // groups MoveServiceNow was asked for
+	fail      map[string]error
 }
 
 func newWorld(hpStatus string) *world {

@@ -134,6 +134,7 @@ type Status struct {
 	CommentsToHyperproof int
 	CommentsToServiceNow int
 	ProofSynced          int
+	ProofSkipped         int
 	ProofPublished       int
 	Proof                []activities.ProofRecord
 	Reopens              int
@@ -221,7 +222,8 @@ func (w *taskSync) status(ctx workflow.Context) Status {
 		SuspendedAs:          s.SuspendedAs,
 		CommentsToHyperproof: s.CommentsToHyperproof,
 		CommentsToServiceNow: s.CommentsToServiceNow,
-		ProofSynced:          len(s.Proof),
+		ProofSynced:          countProof(s.Proof, func(r activities.ProofRecord) bool { return r.Skipped == "" }),
+		ProofSkipped:         countProof(s.Proof, func(r activities.ProofRecord) bool { return r.Skipped != "" }),
 		ProofPublished:       len(s.PublishedProof),
 		Reopens:              s.Reopens,
 		LastError:            s.LastError,
@@ -232,6 +234,16 @@ func (w *taskSync) status(ctx workflow.Context) Status {
 		st.Proof = append(st.Proof, s.Proof[id])
 	}
 	return st
+}
+
+func countProof(m map[string]activities.ProofRecord, keep func(activities.ProofRecord) bool) int {
+	n := 0
+	for _, r := range m {
+		if keep(r) {
+			n++
+		}
+	}
+	return n
 }
 
 func (w *taskSync) phase() string {
@@ -385,7 +397,7 @@ func (w *taskSync) round(ctx workflow.Context) error {
 			w.s.Suspended, w.s.SuspendedAs = true, snap.HyperproofStatus
 		}
 	}
-	reopened, err := w.applyHyperproofChange(ctx, snap)
+	reopened, err := w.applyHyperproofChange(ctx, &snap)
 	if reopened {
 		w.log.Info("task sent back for more work", "reopens", w.s.Reopens)
 	}
@@ -421,7 +433,7 @@ func (w *taskSync) setGroup(snap activities.Snapshot) {
 // applyHyperproofChange carries a change of the Hyperproof status into
 // ServiceNow. Hyperproof decides close, cancel and reopen, so it goes first.
 // It reports whether the task was sent back for more work.
-func (w *taskSync) applyHyperproofChange(ctx workflow.Context, snap activities.Snapshot) (bool, error) {
+func (w *taskSync) applyHyperproofChange(ctx workflow.Context, snap *activities.Snapshot) (bool, error) {
 	prev, cur := w.s.HyperproofStatus, snap.HyperproofStatus
 	if cur == prev {
 		return false, nil
@@ -476,11 +488,13 @@ func (w *taskSync) applyHyperproofChange(ctx workflow.Context, snap activities.S
 }
 
 // moveServiceNow puts the ServiceNow task in the first state of group unless
-// it is already in that group (compare before write).
-func (w *taskSync) moveServiceNow(ctx workflow.Context, snap activities.Snapshot, group string) error {
+// it is already in that group (compare before write). After a move it updates
+// snap, so the rest of the round does not take the state read before our own
+// move for a ServiceNow change.
+func (w *taskSync) moveServiceNow(ctx workflow.Context, snap *activities.Snapshot, group string) error {
 	if snap.ServiceNowGroup == group {
 		w.s.ServiceNowState = snap.ServiceNowState
-		w.setGroup(snap)
+		w.setGroup(*snap)
 		return nil
 	}
 	var res activities.MoveResult
@@ -492,20 +506,27 @@ func (w *taskSync) moveServiceNow(ctx workflow.Context, snap activities.Snapshot
 	w.s.ServiceNowState = res.State
 	w.s.ServiceNowGroup = group
 	w.s.UnmappedState = ""
+	snap.ServiceNowState, snap.ServiceNowGroup = res.State, group
 	return nil
 }
 
 // applyServiceNowChange carries a change of the ServiceNow state into
 // Hyperproof through the status map. While suspended it only records the
-// state, so nothing is replayed on resume.
+// state, so nothing is replayed on resume. A move inside one group changes
+// nothing. The new state is recorded only once it has been carried, so a
+// failed write is tried again by the next round.
 func (w *taskSync) applyServiceNowChange(ctx workflow.Context, snap activities.Snapshot) error {
 	if snap.ServiceNowState == w.s.ServiceNowState {
 		return nil
 	}
-	w.s.ServiceNowState = snap.ServiceNowState
-	w.setGroup(snap)
-	if w.s.Suspended {
+	sameGroup := snap.ServiceNowGroup == w.s.ServiceNowGroup
+	record := func() error {
+		w.s.ServiceNowState = snap.ServiceNowState
+		w.setGroup(snap)
 		return nil
+	}
+	if w.s.Suspended || sameGroup {
+		return record()
 	}
 	var target string
 	switch snap.ServiceNowGroup {
@@ -517,10 +538,10 @@ func (w *taskSync) applyServiceNowChange(ctx workflow.Context, snap activities.S
 		target = hpSubmitted
 	default:
 		w.log.Warn("servicenow state is in no group of the status map; hyperproof status kept", "state", snap.ServiceNowState)
-		return nil
+		return record()
 	}
 	if target == w.s.HyperproofStatus {
-		return nil // a move inside one group changes nothing
+		return record()
 	}
 	if err := workflow.ExecuteActivity(apiOptions(ctx), act.SetHyperproofStatus, activities.SetHyperproofStatusRequest{
 		HyperproofTaskID: w.s.HyperproofTaskID, StatusType: target,
@@ -528,7 +549,7 @@ func (w *taskSync) applyServiceNowChange(ctx workflow.Context, snap activities.S
 		return err
 	}
 	w.s.HyperproofStatus = target
-	return nil
+	return record()
 }
 
 // syncContent carries new comments both ways and new attachments into
@@ -610,8 +631,22 @@ func (w *taskSync) syncAttachments(ctx workflow.Context) error {
 	}).Get(ctx, &atts); err != nil {
 		return err
 	}
+	present := map[string]bool{}
 	for _, a := range atts {
-		if _, done := w.s.Proof[a.SysID]; done {
+		present[a.SysID] = true
+	}
+	// A file deleted in ServiceNow after it became proof stays in
+	// Hyperproof (it is audit evidence); the record says it is gone at source.
+	for _, id := range sortedKeys(w.s.Proof) {
+		if rec := w.s.Proof[id]; !present[id] && rec.DeletedAtSource.IsZero() {
+			rec.DeletedAtSource = workflow.Now(ctx)
+			w.s.Proof[id] = rec
+		}
+	}
+	for _, a := range atts {
+		// A skipped file (e.g. over the size limit) is looked at again each
+		// round, so raising the limit carries it; its notes are not repeated.
+		if rec, done := w.s.Proof[a.SysID]; done && rec.Skipped == "" {
 			continue
 		}
 		var rec activities.ProofRecord

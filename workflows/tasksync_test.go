@@ -366,6 +366,17 @@ func TestUnmappedServiceNowStateKeepsHyperproofStatusAndShowsInStatus(t *testing
 		eq(t, "UnmappedState", st.UnmappedState, "")
 		eq(t, "Hyperproof status", w.hpStatusNow(), hpSubmitted)
 	})
+	// Unmapped again, now from Submitted: still nothing guessed.
+	s.serviceNowUser("42")
+	s.then(func() { s.hintSN(); s.hintHP() })
+	s.check(func(st workflows.Status) {
+		eq(t, "Hyperproof status", w.hpStatusNow(), hpSubmitted)
+		eq(t, "status HyperproofStatus", st.HyperproofStatus, hpSubmitted)
+		eq(t, "UnmappedState", st.UnmappedState, "42")
+		calls(t, w, "SetHyperproofStatus", 1)
+		calls(t, w, "MoveServiceNow", 0)
+		eq(t, "ServiceNow state", w.snState(), "42")
+	})
 	s.run(input())
 }
 
@@ -517,7 +528,7 @@ func TestNothingIsSyncedEitherWayWhileClosedOrCanceled(t *testing.T) {
 			s.serviceNowUser("2")
 			s.then(func() { s.hintHP(); s.hintSN() })
 			s.check(func(st workflows.Status) {
-				eq(t, "Hyperproof feed", len(w.hpFeed()), feedBefore)
+				eq(t, "Hyperproof feed", len(w.hpFeed()), feedBefore+1)        // the creator's own note only
 				eq(t, "ServiceNow journal", len(w.journal()), journalBefore+1) // the assignee's own comment only
 				eq(t, "proof", len(w.proofs()), 0)
 				eq(t, "Hyperproof status", w.hpStatusNow(), suspendAs)
@@ -539,13 +550,16 @@ func TestNothingIsSyncedEitherWayWhileClosedOrCanceled(t *testing.T) {
 }
 
 func TestResumeCarriesSuspendedPeriodContentOnceAndDoesNotReplayStatusChanges(t *testing.T) {
+	// duringSN is the ServiceNow state the assignee leaves during the
+	// suspension: in a group that, replayed, would change Hyperproof away
+	// from the status the reopen chose.
 	cases := []struct {
-		name, suspendAs, resumeTo, wantSN string
+		name, suspendAs, duringSN, resumeTo, wantSN string
 	}{
-		{"closed then in progress", hpClosed, hpInProgress, "2"},
-		{"closed then to do", hpClosed, hpNotStarted, "1"},
-		{"cancelled then in progress", hpCancelled, hpInProgress, "2"},
-		{"cancelled then to do", hpCancelled, hpNotStarted, "1"},
+		{"closed then in progress", hpClosed, "-5", hpInProgress, "2"},
+		{"closed then to do", hpClosed, "2", hpNotStarted, "1"},
+		{"cancelled then in progress", hpCancelled, "-5", hpInProgress, "2"},
+		{"cancelled then to do", hpCancelled, "2", hpNotStarted, "1"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -560,10 +574,10 @@ func TestResumeCarriesSuspendedPeriodContentOnceAndDoesNotReplayStatusChanges(t 
 				w.attach("during.pdf", []byte("during suspension"))
 				s.hintSN()
 			})
-			// Status changes in ServiceNow during the suspension: the last
-			// one (-5, To do group) must not be replayed into Hyperproof.
+			// Status changes in ServiceNow during the suspension: none is
+			// replayed into Hyperproof.
 			s.serviceNowUser("7")
-			s.serviceNowUser("-5")
+			s.serviceNowUser(c.duringSN)
 			s.check(func(st workflows.Status) {
 				eq(t, "copies during suspension", len(w.hpCopiesOf(snID))+len(w.snCopiesOf(hpID)), 0)
 				eq(t, "Hyperproof status during suspension", w.hpStatusNow(), c.suspendAs)
@@ -669,37 +683,25 @@ func TestNonRetryableActivityFailureShowsInLastErrorAndNextSignalRecovers(t *tes
 				eq(t, "status writes", strings.Join(w.statusWrites(), ","), "submitted")
 			}},
 		{"MoveServiceNow",
-			func(w *world) { w.hpStatus = hpNotStarted }, (*story).hintHP,
+			func(w *world) { w.setHPStatus(hpNotStarted) }, (*story).hintHP,
 			func(t *testing.T, w *world) { eq(t, "ServiceNow state", w.snState(), "1") }},
 		{"CopyCommentToHyperproof",
-			func(w *world) {
-				w.mu.Unlock()
-				w.addSNComment(snAssigneeUser, "hello")
-				w.mu.Lock()
-			}, (*story).hintSN,
+			func(w *world) { w.addSNComment(snAssigneeUser, "hello") }, (*story).hintSN,
 			func(t *testing.T, w *world) { eq(t, "Hyperproof feed", len(w.hpFeed()), 1) }},
 		{"CopyCommentToServiceNow",
-			func(w *world) {
-				w.mu.Unlock()
-				w.addHPComment(hpCreatorUser, "hello")
-				w.mu.Lock()
-			}, (*story).hintHP,
+			func(w *world) { w.addHPComment(hpCreatorUser, "hello") }, (*story).hintHP,
 			func(t *testing.T, w *world) { eq(t, "ServiceNow journal", len(w.journal()), 1) }},
 		{"CopyAttachmentToHyperproof",
-			func(w *world) {
-				w.mu.Unlock()
-				w.attach("a.pdf", []byte("a"))
-				w.mu.Lock()
-			}, (*story).hintSN,
-			func(t *testing.T, w *world) { eq(t, "proof", len(w.proofs()), 1) }},
+			func(w *world) { w.attach("a.pdf", []byte("a")) }, (*story).hintSN,
+			func(t *testing.T, w *world) { eq(t, "proof", len(w.proofs()), 2) }},
 		{"PublishProofToTarget",
-			func(w *world) { w.hpStatus = hpClosed }, (*story).hintHP,
+			func(w *world) { w.setHPStatus(hpClosed) }, (*story).hintHP,
 			func(t *testing.T, w *world) {
 				eq(t, "ServiceNow state", w.snState(), "3")
 				eq(t, "proof on target", len(w.onTarget()), 1)
 			}},
 		{"AlertAssignee",
-			func(w *world) { w.hpStatus = hpInProgress }, (*story).hintHP,
+			func(w *world) { w.setHPStatus(hpInProgress) }, (*story).hintHP,
 			func(t *testing.T, w *world) {
 				eq(t, "alert comments", countAlerts(w), 1)
 				eq(t, "ServiceNow state", w.snState(), "2")
@@ -717,9 +719,7 @@ func TestNonRetryableActivityFailureShowsInLastErrorAndNextSignalRecovers(t *tes
 			}
 			s.then(func() {
 				w.failWith(c.activity, boom(c.activity))
-				w.mu.Lock()
 				c.setup(w)
-				w.mu.Unlock()
 				c.hint(s)
 			})
 			s.check(func(st workflows.Status) {
