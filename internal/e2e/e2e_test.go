@@ -54,7 +54,8 @@ func freeAddr(t *testing.T) string {
 }
 
 // startStack starts a dev server and a sandbox worker on free ports.
-func startStack(t *testing.T) *stack {
+// env adds or overrides settings as name, value pairs.
+func startStack(t *testing.T, env ...string) *stack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test needs the Temporal dev server")
@@ -78,6 +79,9 @@ func startStack(t *testing.T) *stack {
 		"SERVICENOW_POLL_INTERVAL": "5s",
 	} {
 		t.Setenv(k, v)
+	}
+	for i := 0; i+1 < len(env); i += 2 {
+		t.Setenv(env[i], env[i+1])
 	}
 	cfg, err := config.Load()
 	if err != nil {

@@ -272,3 +272,76 @@ func TestLinkExistingAndRelink(t *testing.T) {
 		t.Errorf("after relink: hyperproof comments %d, servicenow comments %d, proof %d; want 4, 4, 1", hc, sc, p)
 	}
 }
+
+// TestOversizeAndDeletedAtSource: a file over the size limit is not fetched,
+// a note names it and the limit on both tasks, the status query lists it and
+// the other files still go; a file deleted in ServiceNow after it became
+// proof stays in Hyperproof and is marked deleted at source.
+func TestOversizeAndDeletedAtSource(t *testing.T) {
+	s := startStack(t, "HYPERPROOF_MAX_PROOF_BYTES", "1000")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	taskID, sn := s.linkedTask(t, ctx, "control", seed.ControlID)
+	big := bytes.Repeat([]byte("x"), 1001)
+	if _, err := s.assignee.UploadAttachment(ctx, sn.Table, sn.SysID, "too big.log", "text/plain", bytes.NewReader(big)); err != nil {
+		t.Fatal(err)
+	}
+	small, err := s.assignee.UploadAttachment(ctx, sn.Table, sn.SysID, "small.txt", "text/plain", strings.NewReader("fits"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "small file carried, big one noted on both sides", 60*time.Second, func() (bool, error) {
+		got, err := s.proofByName(ctx, taskID)
+		if err != nil || got["small.txt"] == "" || got["too big.log"] != "" {
+			return false, fmt.Errorf("proof %v, %v", got, err)
+		}
+		cs, err := s.creator.ListComments(ctx, taskID)
+		if err != nil {
+			return false, err
+		}
+		hpNotes := 0
+		for _, c := range cs {
+			if strings.Contains(c.Text, `"too big.log"`) && strings.Contains(c.Text, "1000 bytes") {
+				hpNotes++
+			}
+		}
+		es, err := s.assignee.ListJournal(ctx, sn.Table, sn.SysID, []string{"comments"}, time.Time{})
+		if err != nil {
+			return false, err
+		}
+		snNotes := 0
+		for _, e := range es {
+			if strings.Contains(e.Value, `"too big.log"`) && strings.Contains(e.Value, "1000 bytes") {
+				snNotes++
+			}
+		}
+		if hpNotes > 1 || snNotes > 1 {
+			return false, fmt.Errorf("notes repeated: hyperproof %d, servicenow %d", hpNotes, snNotes)
+		}
+		return hpNotes == 1 && snNotes == 1, fmt.Errorf("notes: hyperproof %d, servicenow %d", hpNotes, snNotes)
+	})
+	st := s.status(t, ctx, taskID)
+	if st.ProofSynced != 1 || st.ProofSkipped != 1 {
+		t.Errorf("status: synced %d skipped %d, want 1 and 1", st.ProofSynced, st.ProofSkipped)
+	}
+
+	if err := s.assignee.DeleteAttachment(ctx, small.SysID); err != nil {
+		t.Fatal(err)
+	}
+	// Any later activity on the task makes a round that notices.
+	if err := s.assignee.AddComment(ctx, sn.Table, sn.SysID, "removed small.txt by mistake"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "deleted at source marked", 60*time.Second, func() (bool, error) {
+		for _, p := range s.status(t, ctx, taskID).Proof {
+			if p.AttachmentSysID == small.SysID {
+				return !p.DeletedAtSource.IsZero(), nil
+			}
+		}
+		return false, nil
+	})
+	got, err := s.proofByName(ctx, taskID)
+	if err != nil || got["small.txt"] != sum([]byte("fits")) {
+		t.Errorf("proof after deletion at source = %v, %v; want small.txt kept", got, err)
+	}
+}

@@ -166,3 +166,17 @@ func attachmentIDFromLocation(loc string) string {
 	}
 	return id
 }
+
+// DeleteAttachment deletes an attachment (204). The integration never
+// deletes; users do, and the tests act as users.
+func (c *Client) DeleteAttachment(ctx context.Context, sysID string) error {
+	if err := checkSysID(sysID); err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodDelete, c.endpoint(attachmentPath+"/"+url.PathEscape(sysID), nil), nil, nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
