@@ -255,3 +255,21 @@ func (a *Activities) AlertAssignee(ctx context.Context, req AlertRequest) error 
 	}
 	return nil
 }
+
+// NoteOnHyperproof adds a note from the integration to the Hyperproof task's
+// Activity Feed, unless the note with the same key is already there.
+func (a *Activities) NoteOnHyperproof(ctx context.Context, req NoteRequest) error {
+	comments, err := a.HP.ListComments(ctx, req.HyperproofTaskID)
+	if err != nil {
+		return classify("list hyperproof comments", err)
+	}
+	for _, c := range comments {
+		if c.SourceCommentID == req.Key {
+			return nil
+		}
+	}
+	if _, err := a.HP.AddComment(ctx, req.HyperproofTaskID, hyperproof.NewComment{Text: req.Text, SourceCommentID: req.Key}); err != nil {
+		return classify("add hyperproof note", err)
+	}
+	return nil
+}

@@ -206,19 +206,8 @@ func (a *Activities) publishOne(ctx context.Context, task hyperproof.Task, p hyp
 func (a *Activities) noteSkipped(ctx context.Context, req CopyAttachmentRequest, why string) error {
 	att := req.Attachment
 	text := fmt.Sprintf("The ServiceNow attachment %q was not copied into Hyperproof as proof: %s.", att.FileName, why)
-	key := "skipped:" + att.SysID
-	comments, err := a.HP.ListComments(ctx, req.HyperproofTaskID)
-	if err != nil {
-		return classify("list hyperproof comments", err)
-	}
-	noted := false
-	for _, c := range comments {
-		noted = noted || c.SourceCommentID == key
-	}
-	if !noted {
-		if _, err := a.HP.AddComment(ctx, req.HyperproofTaskID, hyperproof.NewComment{Text: text, SourceCommentID: key}); err != nil {
-			return classify("add hyperproof note", err)
-		}
+	if err := a.NoteOnHyperproof(ctx, NoteRequest{HyperproofTaskID: req.HyperproofTaskID, Key: "skipped:" + att.SysID, Text: text}); err != nil {
+		return err
 	}
 	ref := "[hyperproof-skipped:" + att.SysID + "]"
 	written, err := a.journalHas(ctx, req.Table, req.SysID, ref)

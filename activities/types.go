@@ -178,3 +178,11 @@ type AlertRequest struct {
 	// Key makes the alert idempotent: a retry finds the comment by it.
 	Key string
 }
+
+// NoteRequest is a note from the integration on the Hyperproof task; Key
+// makes it idempotent (it is sent as the comment's sourceCommentId).
+type NoteRequest struct {
+	HyperproofTaskID string
+	Key              string
+	Text             string
+}

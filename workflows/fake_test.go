@@ -103,8 +103,9 @@ type world struct {
 
 	calls     map[string]int
 	alertKeys []string
-	hpWrites  []string // status types written by SetHyperproofStatus
-	snMoves   []string // groups MoveServiceNow was asked for
+	notes     map[string]string // problem notes on the Hyperproof task, by key
+	hpWrites  []string          // status types written by SetHyperproofStatus
+	snMoves   []string          // groups MoveServiceNow was asked for
 	fail      map[string]error
 }
 
@@ -649,6 +650,22 @@ func (a *fakeActivities) AlertAssignee(_ context.Context, req activities.AlertRe
 	}
 	t.Journal = append(t.Journal, snEntry{ID: w.nextID("snc"), By: snIntegrationUser, CreatedOn: w.now(),
 		Text: "More work is needed on this task.\n\n" + ref})
+	return nil
+}
+
+// NoteOnHyperproof keeps the integration's notes apart from the feed, so
+// the tests' comment counts stay about carried comments.
+func (a *fakeActivities) NoteOnHyperproof(_ context.Context, req activities.NoteRequest) error {
+	w := a.w
+	unlock, err := w.enter("NoteOnHyperproof")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if w.notes == nil {
+		w.notes = map[string]string{}
+	}
+	w.notes[req.Key] = req.Text
 	return nil
 }
 

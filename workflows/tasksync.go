@@ -108,6 +108,9 @@ type TaskState struct {
 	Reopens              int
 	AlertsSent           int
 
+	// Problems are refusals by the APIs, by step; see Problem.
+	Problems map[string]Problem
+
 	LastError   string
 	LastErrorAt time.Time
 	LastSync    time.Time
@@ -138,6 +141,7 @@ type Status struct {
 	ProofPublished       int
 	Proof                []activities.ProofRecord
 	Reopens              int
+	Problems             []Problem `json:",omitempty"`
 	LastError            string    `json:",omitempty"`
 	LastErrorAt          time.Time `json:",omitzero"`
 	LastSync             time.Time
@@ -189,6 +193,9 @@ func newTaskSync(ctx workflow.Context, in TaskSyncInput) (*taskSync, error) {
 	if s.PublishedProof == nil {
 		s.PublishedProof = map[string]bool{}
 	}
+	if s.Problems == nil {
+		s.Problems = map[string]Problem{}
+	}
 	w := &taskSync{
 		in:   in,
 		s:    s,
@@ -233,6 +240,9 @@ func (w *taskSync) status(ctx workflow.Context) Status {
 	for _, id := range sortedKeys(s.Proof) {
 		st.Proof = append(st.Proof, s.Proof[id])
 	}
+	for _, k := range sortedKeys(s.Problems) {
+		st.Problems = append(st.Problems, s.Problems[k])
+	}
 	return st
 }
 
@@ -252,7 +262,7 @@ func (w *taskSync) phase() string {
 		return PhaseLinking
 	case w.s.Suspended:
 		return PhaseSuspended
-	case w.s.LastError != "":
+	case w.s.LastError != "" || len(w.s.Problems) > 0:
 		return PhaseBroken
 	case w.s.HyperproofStatus == hpSubmitted:
 		return PhaseSubmitted
@@ -291,13 +301,22 @@ func (w *taskSync) run(ctx workflow.Context) error {
 		}
 		w.hpDue, w.snDue = false, false
 		rounds++
-		if err := w.round(ctx); err != nil {
+		err := w.round(ctx)
+		retryAt = time.Time{}
+		switch {
+		case err != nil:
 			w.recordError(ctx, err)
-			retryAt = workflow.Now(ctx).Add(retryDelay)
-		} else {
-			retryAt = time.Time{}
-			w.s.LastError = ""
+			if !isRefusal(err) {
+				// The API stayed unavailable through the activity retries:
+				// try again later on our own. A refusal waits for a change.
+				retryAt = workflow.Now(ctx).Add(retryDelay)
+			}
+		default:
 			w.s.LastSync = workflow.Now(ctx)
+			w.s.LastError, w.s.LastErrorAt = "", time.Time{}
+			if p, ok := w.latestProblem(); ok {
+				w.s.LastError, w.s.LastErrorAt = p.Step+": "+p.Error, p.At
+			}
 		}
 	}
 }
@@ -404,10 +423,12 @@ func (w *taskSync) round(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := w.applyServiceNowChange(ctx, snap); err != nil {
+	if err := w.settle(ctx, stepHyperproofStatus, w.applyServiceNowChange(ctx, snap)); err != nil {
 		return err
 	}
-	if w.s.Suspended {
+	// Nothing is carried while Closed or Canceled, also when the close could
+	// not be fully applied yet.
+	if w.s.Suspended || snap.HyperproofStatus == hpClosed || snap.HyperproofStatus == hpCancelled {
 		return nil
 	}
 	if err := w.syncContent(ctx); err != nil {
@@ -416,7 +437,7 @@ func (w *taskSync) round(ctx workflow.Context) error {
 	// Pending alerts live in the state (Reopens > AlertsSent), so a round
 	// that fails after a reopen still alerts on its retry.
 	if w.s.AlertsSent < w.s.Reopens {
-		return w.alertAssignee(ctx)
+		return w.settle(ctx, stepAlert, w.alertAssignee(ctx))
 	}
 	return nil
 }
@@ -444,17 +465,23 @@ func (w *taskSync) applyHyperproofChange(ctx workflow.Context, snap *activities.
 		// Closing from Submitted leaves ServiceNow where it is (already
 		// Completed); from any other status it moves to the first Completed
 		// state. Deciding on ServiceNow's real group covers both.
-		if err := w.moveServiceNow(ctx, snap, groupCompleted); err != nil {
+		// The move and the publication are independent: a refused move
+		// does not keep the proof off the target. Until both are done the
+		// close is not recorded, so the next hint tries what is missing.
+		if err := w.settle(ctx, stepServiceNowState, w.moveServiceNow(ctx, snap, groupCompleted)); err != nil {
 			return false, err
 		}
-		if err := w.publishProof(ctx); err != nil {
+		if err := w.settle(ctx, stepPublish, w.publishProof(ctx)); err != nil {
 			return false, err
+		}
+		if w.hasProblem(stepServiceNowState, stepPublish) {
+			return false, nil
 		}
 		w.s.HyperproofStatus = cur
 		w.s.Suspended, w.s.SuspendedAs = true, hpClosed
 		return false, nil
 	case hpCancelled:
-		if err := w.moveServiceNow(ctx, snap, groupCompleted); err != nil {
+		if err := w.settle(ctx, stepServiceNowState, w.moveServiceNow(ctx, snap, groupCompleted)); err != nil || w.hasProblem(stepServiceNowState) {
 			return false, err
 		}
 		w.s.HyperproofStatus = cur
@@ -465,7 +492,7 @@ func (w *taskSync) applyHyperproofChange(ctx workflow.Context, snap *activities.
 		if cur == hpInProgress {
 			target = groupInProgress
 		}
-		if err := w.moveServiceNow(ctx, snap, target); err != nil {
+		if err := w.settle(ctx, stepServiceNowState, w.moveServiceNow(ctx, snap, target)); err != nil || w.hasProblem(stepServiceNowState) {
 			return false, err
 		}
 		reopened := cur == hpInProgress && (prev == hpSubmitted || prev == hpClosed || prev == hpCancelled)
@@ -564,6 +591,24 @@ func (w *taskSync) syncContent(ctx workflow.Context) error {
 	return w.syncAttachments(ctx)
 }
 
+// item settles one comment or file: a refusal fails that item alone (it is
+// shown, and tried again on the next hint); other errors fail the round.
+func (w *taskSync) item(ctx workflow.Context, step, id string, err error) (ok bool, _ error) {
+	key := step + "/" + id
+	if err := w.settle(ctx, key, err); err != nil {
+		return false, err
+	}
+	return !w.hasProblem(key), nil
+}
+
+// holdCursor keeps a cursor from passing an item that failed, so the item
+// is listed again next time.
+func holdCursor(cursor *time.Time, failedAt time.Time) {
+	if t := failedAt.Add(-cursorOverlap); cursor.After(t) {
+		*cursor = t
+	}
+}
+
 // cursorOverlap re-reads a little before the newest item seen: sources stamp
 // whole seconds, so rows sharing the boundary second are read again and
 // de-duplicated by id instead of skipped.
@@ -571,21 +616,28 @@ const cursorOverlap = 2 * time.Second
 
 func (w *taskSync) syncServiceNowComments(ctx workflow.Context) error {
 	var entries []activities.ServiceNowComment
-	if err := workflow.ExecuteActivity(apiOptions(ctx), act.ListServiceNowComments, activities.CommentsRequest{
+	err := workflow.ExecuteActivity(apiOptions(ctx), act.ListServiceNowComments, activities.CommentsRequest{
 		HyperproofTaskID: w.s.HyperproofTaskID, Table: w.s.Table, SysID: w.s.SysID, Since: w.s.ServiceNowCursor,
-	}).Get(ctx, &entries); err != nil {
-		return err
+	}).Get(ctx, &entries)
+	if err != nil {
+		return w.settle(ctx, stepListServiceNow, err)
 	}
+	delete(w.s.Problems, stepListServiceNow)
+	var failed []time.Time
 	for _, e := range entries {
 		if _, seen := w.s.SeenServiceNowComments[e.ID]; seen {
 			continue
 		}
 		hpID := ""
 		if !e.Ours {
-			if err := workflow.ExecuteActivity(apiOptions(ctx), act.CopyCommentToHyperproof, activities.CopyToHyperproofRequest{
+			err := workflow.ExecuteActivity(apiOptions(ctx), act.CopyCommentToHyperproof, activities.CopyToHyperproofRequest{
 				HyperproofTaskID: w.s.HyperproofTaskID, Comment: e,
-			}).Get(ctx, &hpID); err != nil {
+			}).Get(ctx, &hpID)
+			if ok, err := w.item(ctx, "comment-to-hyperproof", e.ID, err); err != nil {
 				return err
+			} else if !ok {
+				failed = append(failed, e.CreatedOn)
+				continue
 			}
 			w.s.CommentsToHyperproof++
 		}
@@ -594,25 +646,35 @@ func (w *taskSync) syncServiceNowComments(ctx workflow.Context) error {
 			w.s.ServiceNowCursor = c
 		}
 	}
+	for _, at := range failed {
+		holdCursor(&w.s.ServiceNowCursor, at)
+	}
 	return nil
 }
 
 func (w *taskSync) syncHyperproofComments(ctx workflow.Context) error {
 	var comments []activities.HyperproofComment
-	if err := workflow.ExecuteActivity(apiOptions(ctx), act.ListHyperproofComments, activities.CommentsRequest{
+	err := workflow.ExecuteActivity(apiOptions(ctx), act.ListHyperproofComments, activities.CommentsRequest{
 		HyperproofTaskID: w.s.HyperproofTaskID, Since: w.s.HyperproofCursor,
-	}).Get(ctx, &comments); err != nil {
-		return err
+	}).Get(ctx, &comments)
+	if err != nil {
+		return w.settle(ctx, stepListHyperproof, err)
 	}
+	delete(w.s.Problems, stepListHyperproof)
+	var failed []time.Time
 	for _, c := range comments {
 		if w.s.SeenHyperproofComments[c.ID] {
 			continue
 		}
 		if !c.Ours {
-			if err := workflow.ExecuteActivity(apiOptions(ctx), act.CopyCommentToServiceNow, activities.CopyToServiceNowRequest{
+			err := workflow.ExecuteActivity(apiOptions(ctx), act.CopyCommentToServiceNow, activities.CopyToServiceNowRequest{
 				Table: w.s.Table, SysID: w.s.SysID, Comment: c,
-			}).Get(ctx, nil); err != nil {
+			}).Get(ctx, nil)
+			if ok, err := w.item(ctx, "comment-to-servicenow", c.ID, err); err != nil {
 				return err
+			} else if !ok {
+				failed = append(failed, c.CreatedOn)
+				continue
 			}
 			w.s.CommentsToServiceNow++
 		}
@@ -621,15 +683,19 @@ func (w *taskSync) syncHyperproofComments(ctx workflow.Context) error {
 			w.s.HyperproofCursor = t
 		}
 	}
+	for _, at := range failed {
+		holdCursor(&w.s.HyperproofCursor, at)
+	}
 	return nil
 }
 
 func (w *taskSync) syncAttachments(ctx workflow.Context) error {
 	var atts []activities.AttachmentMeta
-	if err := workflow.ExecuteActivity(apiOptions(ctx), act.ListServiceNowAttachments, activities.AttachmentsRequest{
+	err := workflow.ExecuteActivity(apiOptions(ctx), act.ListServiceNowAttachments, activities.AttachmentsRequest{
 		Table: w.s.Table, SysID: w.s.SysID,
-	}).Get(ctx, &atts); err != nil {
-		return err
+	}).Get(ctx, &atts)
+	if err != nil {
+		return w.settle(ctx, stepListServiceNow, err)
 	}
 	present := map[string]bool{}
 	for _, a := range atts {
@@ -650,10 +716,13 @@ func (w *taskSync) syncAttachments(ctx workflow.Context) error {
 			continue
 		}
 		var rec activities.ProofRecord
-		if err := workflow.ExecuteActivity(transferOptions(ctx), act.CopyAttachmentToHyperproof, activities.CopyAttachmentRequest{
+		err := workflow.ExecuteActivity(transferOptions(ctx), act.CopyAttachmentToHyperproof, activities.CopyAttachmentRequest{
 			HyperproofTaskID: w.s.HyperproofTaskID, Table: w.s.Table, SysID: w.s.SysID, Attachment: a,
-		}).Get(ctx, &rec); err != nil {
+		}).Get(ctx, &rec)
+		if ok, err := w.item(ctx, "proof", a.SysID, err); err != nil {
 			return err
+		} else if !ok {
+			continue
 		}
 		w.s.Proof[a.SysID] = rec
 	}

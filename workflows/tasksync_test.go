@@ -834,3 +834,46 @@ func TestContinueAsNewCarriesStateWithItsLedgers(t *testing.T) {
 	})
 	s2.run(next)
 }
+
+// refused transition (sync-faults.md): a step the API refuses is not retried
+// in a loop, shows in the status query and once as a note on the Hyperproof
+// task, and the rest of the task's sync goes on; after the cause is fixed the
+// next hint completes the step.
+func TestRefusedTransitionShowsOnceAndTheRestOfTheSyncGoesOn(t *testing.T) {
+	w := newWorld(hpInProgress)
+	s := newStory(t, w)
+	refusal := temporal.NewNonRetryableApplicationError("set servicenow state: HTTP 403: Operation Failed (data policy)", "HTTP403", nil)
+	s.then(func() {
+		w.failWith("MoveServiceNow", refusal)
+		w.setHPStatus(hpNotStarted)
+		w.addHPComment(hpCreatorUser, "please start with the export")
+		w.attach("evidence.pdf", []byte("pdf"))
+		s.hintHP()
+		s.hintSN()
+	})
+	s.check(func(st workflows.Status) {
+		eq(t, "Phase", st.Phase, workflows.PhaseBroken)
+		eq(t, "problems", len(st.Problems), 1)
+		if len(st.Problems) == 1 {
+			eq(t, "problem step", st.Problems[0].Step, "servicenow-state")
+		}
+		eq(t, "ServiceNow state (refused)", w.snState(), "2")
+		eq(t, "comment carried meanwhile", len(w.journal()), 1)
+		eq(t, "proof carried meanwhile", len(w.proofs()), 1)
+		eq(t, "notes on the Hyperproof task", len(w.notes), 1)
+		s.hintHP() // the same refusal again: no second note
+	})
+	s.check(func(st workflows.Status) {
+		eq(t, "notes after a repeated refusal", len(w.notes), 1)
+		w.failWith("MoveServiceNow", nil)
+		s.hintHP()
+	})
+	s.check(func(st workflows.Status) {
+		eq(t, "ServiceNow state after the fix", w.snState(), "1")
+		eq(t, "problems after the fix", len(st.Problems), 0)
+		eq(t, "LastError after the fix", st.LastError, "")
+		eq(t, "Phase after the fix", st.Phase, workflows.PhaseActive)
+		eq(t, "comments still once", len(w.journal()), 1)
+	})
+	s.run(input())
+}
