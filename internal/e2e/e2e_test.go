@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -163,15 +161,8 @@ func TestDemoStory(t *testing.T) {
 	}
 
 	// The real history of the whole story replays on the current code.
-	hist := &historypb.History{}
-	it := s.w.Client.GetWorkflowHistory(ctx, wfID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		hist.Events = append(hist.Events, ev)
-	}
+	hist := s.history(t, ctx, wfID, "")
+	record(t, "story-link-questions-submit-reopen-close", hist)
 	replayer := worker.NewWorkflowReplayer()
 	replayer.RegisterWorkflowWithOptions(workflows.TaskSync, workflow.RegisterOptions{Name: workflows.TaskSyncWorkflowName})
 	if err := replayer.ReplayWorkflowHistory(nil, hist); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,18 +50,36 @@ type Config struct {
 	// TokenRefreshMargin is how long before its expiry an access token is
 	// replaced; 0 = the oauth2 library's default (10 s).
 	TokenRefreshMargin time.Duration
+	// RequestsPerSecond and Burst pace the API requests. Every client with
+	// the same APIURL and RateLimitKey in the process shares one limiter
+	// (the slowest rate and smallest burst asked for win), which also holds
+	// all of them back after a 429 until the API's Retry-After (or
+	// X-RateLimit-Reset, or "Try again in N seconds") has passed.
+	// 0 = DefaultRequestsPerSecond and DefaultBurst; RequestsPerSecond < 0 =
+	// no pacing (the API's waits are still honoured).
+	RequestsPerSecond float64
+	Burst             int
+	// RateLimitKey names the organisation whose quota the client uses, when
+	// clients of several organisations share one API URL; "" = the API URL
+	// alone.
+	RateLimitKey string
 }
 
 // Client calls the Hyperproof REST API with an OAuth2 client-credentials
-// token. It is safe for concurrent use. It never retries: every non-2xx
-// answer is returned as an *APIError (see Retryable and RetryAfter), token
-// failures as an *AuthError.
+// token. It is safe for concurrent use. It paces its requests with a limiter
+// shared by every client of the organisation, which also waits out the
+// API's Retry-After. It does not retry, with one exception: a 401 replaces
+// the token (one token request for all concurrent 401s) and repeats the
+// request once, unless its body was streamed. Every other non-2xx answer is
+// returned as an *APIError (see Retryable and RetryAfter), token failures as
+// an *AuthError.
 type Client struct {
 	base     *url.URL
 	http     *http.Client
 	clientID string
 	secret   string
 	tokens   *tokenSwitch
+	limiter  *orgLimiter
 }
 
 // New returns a Client. It does not contact Hyperproof; call Me to check the
@@ -93,6 +112,10 @@ func New(cfg Config) (*Client, error) {
 	if cfg.TokenRefreshMargin < 0 {
 		return nil, errors.New("hyperproof: TokenRefreshMargin must not be negative")
 	}
+	perSecond, burst, err := rateSettings(cfg.RequestsPerSecond, cfg.Burst)
+	if err != nil {
+		return nil, err
+	}
 
 	hc := cfg.HTTPClient
 	if hc == nil {
@@ -123,15 +146,18 @@ func New(cfg Config) (*Client, error) {
 		}
 		return ts
 	}}
-	sw.reset()
+	sw.cur.Store(&tokenGen{src: sw.newSource()})
 
 	c := &Client{
 		base:     base,
 		clientID: cfg.ClientID,
 		secret:   cfg.ClientSecret,
 		tokens:   sw,
+		limiter:  sharedLimiter(limiterKey(base, cfg.RateLimitKey), perSecond, burst),
+		// The bearer header is set per request (do), so that a 401 can be
+		// tied to the token that got it.
 		http: &http.Client{
-			Transport:     &oauth2.Transport{Source: sw, Base: baseTransport},
+			Transport:     baseTransport,
 			CheckRedirect: hc.CheckRedirect,
 			Jar:           hc.Jar,
 			Timeout:       hc.Timeout,
@@ -139,6 +165,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	return c, nil
 }
+
+// BlockedUntil is the time until which every request of the client's
+// organisation waits because the API asked for it (429 Retry-After,
+// X-RateLimit-Reset, "Try again in N seconds"); zero when nothing is held
+// back.
+func (c *Client) BlockedUntil() time.Time { return c.limiter.until() }
 
 func parseHTTPURL(name, raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
@@ -151,25 +183,38 @@ func parseHTTPURL(name, raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// tokenSwitch is the token source the transport uses. It delegates to the
-// library's caching source and can swap in a fresh one, which drops a token
-// the API refused (401) before it expired.
+// tokenSwitch hands out access tokens from the oauth2 library's caching
+// source and replaces that source when the API refuses its token (401), so
+// that the next token is fetched anew. Each source is a generation: of the
+// requests refused with a token of one generation only the first replaces
+// it, and the library's source fetches once for all its callers, so
+// concurrent 401s cause a single token request.
 type tokenSwitch struct {
 	newSource func() oauth2.TokenSource
-	cur       atomic.Pointer[oauth2.TokenSource]
+	mu        sync.Mutex // serialises replacements
+	cur       atomic.Pointer[tokenGen]
 }
 
-func (s *tokenSwitch) reset() {
-	ts := s.newSource()
-	s.cur.Store(&ts)
+type tokenGen struct {
+	src oauth2.TokenSource
+	gen uint64
 }
 
-func (s *tokenSwitch) Token() (*oauth2.Token, error) {
-	t, err := (*s.cur.Load()).Token()
-	if err != nil {
-		return nil, &tokenError{err: err}
+// token returns a valid token and the generation it belongs to.
+func (s *tokenSwitch) token() (*oauth2.Token, uint64, error) {
+	g := s.cur.Load()
+	t, err := g.src.Token()
+	return t, g.gen, err
+}
+
+// refused replaces the source of generation gen, unless that was done
+// already.
+func (s *tokenSwitch) refused(gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.cur.Load(); g.gen == gen {
+		s.cur.Store(&tokenGen{src: s.newSource(), gen: gen + 1})
 	}
-	return t, nil
 }
 
 // request describes one API call.
@@ -177,51 +222,72 @@ type request struct {
 	method      string
 	path        string // starting with /v1/
 	query       url.Values
-	body        io.Reader
+	payload     []byte    // a body that can be sent again (JSON)
+	body        io.Reader // a streamed body, sent once; nil = payload
 	contentType string
 	accept      string
 }
 
-// do sends the request and returns the 2xx response (caller closes the
-// body); everything else becomes an error.
+// do sends the request when the organisation's limiter lets it and returns
+// the 2xx response (caller closes the body); everything else becomes an
+// error. A 401 (token revoked, or expired early) replaces the token and,
+// for a request whose body can be sent again, repeats it once with a fresh
+// token; a streamed body is not repeated (the caller streams it again).
 func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 	// r.path is built from escaped segments (pathID).
 	target := strings.TrimRight(c.base.String(), "/") + r.path
 	if len(r.query) > 0 {
 		target += "?" + r.query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, r.method, target, r.body)
-	if err != nil {
-		return nil, fmt.Errorf("hyperproof: %s %s: %w", r.method, r.path, err)
-	}
-	accept := r.accept
-	if accept == "" {
-		accept = "application/json"
-	}
-	req.Header.Set("Accept", accept)
-	req.Header.Set("User-Agent", "hpsync")
-	if r.contentType != "" {
-		req.Header.Set("Content-Type", r.contentType)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var te *tokenError
-		if errors.As(err, &te) {
-			return nil, newAuthError(te.err, c.clientID, c.secret)
+	replayable := r.body == nil
+	for attempt := 1; ; attempt++ {
+		if err := c.limiter.wait(ctx); err != nil {
+			return nil, err
 		}
-		return nil, redactedError{msg: redact(fmt.Sprintf("hyperproof: %s %s: %v", r.method, r.path, unwrapURLError(err)), c.secret), cause: err}
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		tok, gen, err := c.tokens.token()
+		if err != nil {
+			return nil, newAuthError(err, c.clientID, c.secret)
+		}
+		body := r.body
+		if replayable && r.payload != nil {
+			body = bytes.NewReader(r.payload)
+		}
+		req, err := http.NewRequestWithContext(ctx, r.method, target, body)
+		if err != nil {
+			return nil, fmt.Errorf("hyperproof: %s %s: %w", r.method, r.path, err)
+		}
+		accept := r.accept
+		if accept == "" {
+			accept = "application/json"
+		}
+		req.Header.Set("Accept", accept)
+		req.Header.Set("User-Agent", "hpsync")
+		if r.contentType != "" {
+			req.Header.Set("Content-Type", r.contentType)
+		}
+		tok.SetAuthHeader(req)
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return nil, redactedError{msg: redact(fmt.Sprintf("hyperproof: %s %s: %v", r.method, r.path, unwrapURLError(err)), c.secret), cause: err}
+		}
+		if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+			c.limiter.observe(resp.Header, nil)
+			return resp, nil
+		}
 		apiErr := newAPIError(resp)
 		apiErr.Message = redact(apiErr.Message, c.secret)
+		c.limiter.observe(resp.Header, apiErr)
 		if resp.StatusCode == http.StatusUnauthorized {
 			// The token was refused before it expired (revoked, or the
-			// server's clock differs): fetch a new one next time.
-			c.tokens.reset()
+			// server's clock differs): drop it, and try once more with a
+			// new one.
+			c.tokens.refused(gen)
+			if attempt == 1 && replayable {
+				continue
+			}
 		}
 		return nil, apiErr
 	}
-	return resp, nil
 }
 
 // unwrapURLError drops the *url.Error wrapper (its text repeats the URL).
@@ -242,7 +308,7 @@ func (c *Client) doJSON(ctx context.Context, method, path string, query url.Valu
 		if err != nil {
 			return false, fmt.Errorf("hyperproof: encode %s %s: %w", method, path, err)
 		}
-		r.body = bytes.NewReader(b)
+		r.payload = b
 		r.contentType = "application/json"
 	}
 	resp, err := c.do(ctx, r)

@@ -64,16 +64,30 @@ func (e *env) hitCount(key string) int {
 	return e.hits[key]
 }
 
+// client returns a client of the simulator without request pacing (the
+// tests of the rate limiter use configWith).
 func (e *env) client(t *testing.T, id, secret string, margin time.Duration) *hyperproof.Client {
 	t.Helper()
-	c, err := hyperproof.New(hyperproof.Config{
-		APIURL:             e.srv.URL,
-		TokenURL:           e.srv.URL + "/oauth/token",
+	return e.configWith(t, hyperproof.Config{
 		ClientID:           id,
 		ClientSecret:       secret,
-		HTTPClient:         e.srv.Client(),
 		TokenRefreshMargin: margin,
+		RequestsPerSecond:  -1,
 	})
+}
+
+// configWith returns a client of the simulator with cfg's settings; the
+// endpoints, the HTTP client and (when empty) the integration's credentials
+// are filled in.
+func (e *env) configWith(t *testing.T, cfg hyperproof.Config) *hyperproof.Client {
+	t.Helper()
+	cfg.APIURL = e.srv.URL
+	cfg.TokenURL = e.srv.URL + "/oauth/token"
+	cfg.HTTPClient = e.srv.Client()
+	if cfg.ClientID == "" {
+		cfg.ClientID, cfg.ClientSecret = seed.IntegrationClientID, seed.IntegrationClientSecret
+	}
+	c, err := hyperproof.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +147,7 @@ func TestTokenCachedAndRefreshedAfterExpiry(t *testing.T) {
 	}
 }
 
-func TestRevokedTokenIsDroppedAfter401(t *testing.T) {
+func TestRevokedTokenIsReplacedOnce(t *testing.T) {
 	e := newEnv(t, hpsim.Options{})
 	c := e.integration(t)
 	ctx := ctx(t)
@@ -141,16 +155,31 @@ func TestRevokedTokenIsDroppedAfter401(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.sim.RevokeTokens()
+	// The 401 drops the token; the call is repeated once with a new one.
+	if _, err := c.Me(ctx); err != nil {
+		t.Fatalf("call after revocation: %v", err)
+	}
+	if n := e.tokens.Load(); n != 2 {
+		t.Fatalf("token requests = %d, want 2", n)
+	}
+	if n := e.hitCount("GET /v1/users/me"); n != 3 {
+		t.Fatalf("GET /v1/users/me sent %d times, want 3 (ok, 401, repeat)", n)
+	}
+	// A second 401 in a row is the answer: not retryable, and no more
+	// repeats.
+	e.sim.InjectFault(hpsim.Fault{StatusCode: 401, Body: `{"statusCode":401,"message":"Access denied due to invalid access token."}`, Times: 2})
 	ae := asAPIError(t, mustErr(c.Me(ctx)), 401)
 	if ae.Retryable() {
 		t.Error("401 must not be Retryable")
 	}
-	// No retry inside the client, but the next call fetches a new token.
-	if _, err := c.Me(ctx); err != nil {
-		t.Fatalf("call after 401: %v", err)
+	if n := e.hitCount("GET /v1/users/me"); n != 5 {
+		t.Fatalf("GET /v1/users/me sent %d times, want 5", n)
 	}
-	if n := e.tokens.Load(); n != 2 {
-		t.Fatalf("token requests = %d, want 2", n)
+	if n := e.tokens.Load(); n != 3 {
+		t.Fatalf("token requests = %d, want 3 (one per refused token)", n)
+	}
+	if _, err := c.Me(ctx); err != nil {
+		t.Fatalf("call after the 401s: %v", err)
 	}
 }
 
@@ -599,11 +628,7 @@ func TestPagedAnswersAreFollowed(t *testing.T) {
 
 func TestErrorDecoding(t *testing.T) {
 	e := newEnv(t, hpsim.Options{})
-	hp := e.integration(t)
 	ctx := ctx(t)
-	if _, err := hp.Me(ctx); err != nil { // token first, so faults hit the API call
-		t.Fatal(err)
-	}
 	reset := time.Now().Add(30 * time.Second).Unix()
 	cases := []struct {
 		name      string
@@ -624,6 +649,12 @@ func TestErrorDecoding(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			// A limiter of its own: the waits the answers ask for must not
+			// hold back the next case.
+			hp := e.configWith(t, hyperproof.Config{RateLimitKey: tc.name})
+			if _, err := hp.Me(ctx); err != nil { // token first, so faults hit the API call
+				t.Fatal(err)
+			}
 			e.sim.InjectFault(tc.fault)
 			ae := asAPIError(t, mustErr(hp.ListUsers(ctx)), tc.status)
 			if ae.Retryable() != tc.retryable {
@@ -638,10 +669,17 @@ func TestErrorDecoding(t *testing.T) {
 		})
 	}
 	// Real 400, 401 and 404 answers of the simulator.
+	hp := e.integration(t)
 	asAPIError(t, mustErr(hp.SetTaskStatus(ctx, e.sim.SeededTaskIDs()[0], "nope")), 400)
 	asAPIError(t, mustErr(hp.GetTask(ctx, "missing")), 404)
-	e.sim.RevokeTokens()
+	// A 401 is repeated once with a new token; the second is the answer.
+	// Here every token has expired on the server by the time it is used.
+	stale := newEnv(t, hpsim.Options{TokenTTL: time.Nanosecond})
+	hp = stale.integration(t)
 	ae := asAPIError(t, mustErr(hp.ListUsers(ctx)), 401)
+	if n := stale.hitCount("GET /v1/users"); n != 2 {
+		t.Errorf("GET /v1/users sent %d times, want 2", n)
+	}
 	if ae.Retryable() || !strings.Contains(ae.Message, "token") {
 		t.Errorf("401 = %+v", ae)
 	}

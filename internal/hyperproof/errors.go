@@ -232,13 +232,6 @@ func (e *AuthError) Unwrap() error {
 	return e.err
 }
 
-// tokenError marks an error that came from the token source, so that it is
-// told from a failure of the API request itself.
-type tokenError struct{ err error }
-
-func (e *tokenError) Error() string { return e.err.Error() }
-func (e *tokenError) Unwrap() error { return e.err }
-
 // newAuthError turns a token source failure into an *AuthError with every
 // occurrence of the secret removed.
 func newAuthError(err error, clientID, secret string) *AuthError {

@@ -37,10 +37,21 @@ type Config struct {
 	// and response-header timeouts but no overall timeout, so that large
 	// downloads and uploads are bounded only by the caller's context.
 	HTTPClient *http.Client
+	// RequestsPerSecond and Burst pace the requests to the instance. Every
+	// client of the same instance in the process shares one limiter (the
+	// slowest rate and smallest burst asked for win), which also holds all
+	// of them back after a 429 until the instance's Retry-After (or
+	// X-RateLimit-Reset) has passed. 0 = DefaultRequestsPerSecond and
+	// DefaultBurst; RequestsPerSecond < 0 = no pacing (the server's
+	// Retry-After is still honoured).
+	RequestsPerSecond float64
+	Burst             int
 }
 
 // Client calls the ServiceNow Table and Attachment APIs with basic auth. It
-// is safe for concurrent use. It never retries: callers (Temporal
+// is safe for concurrent use. It paces its requests with a limiter shared by
+// every client of the instance, which also holds all of them back after a
+// 429 until the instance's Retry-After. It never retries: callers (Temporal
 // activities) own the retry policy and can use APIError.Retryable and
 // APIError.RetryAfter.
 type Client struct {
@@ -48,6 +59,7 @@ type Client struct {
 	username string
 	password string
 	hc       *http.Client
+	limiter  *instanceLimiter
 }
 
 // New validates cfg and returns a client.
@@ -83,8 +95,20 @@ func New(cfg Config) (*Client, error) {
 	if hc == nil {
 		hc = defaultHTTPClient()
 	}
-	return &Client{base: u, username: cfg.Username, password: cfg.Password, hc: hc}, nil
+	perSecond, burst, err := rateSettings(cfg.RequestsPerSecond, cfg.Burst)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		base: u, username: cfg.Username, password: cfg.Password, hc: hc,
+		limiter: sharedLimiter(limiterKey(u), perSecond, burst),
+	}, nil
 }
+
+// BlockedUntil is the time until which every request to the instance waits
+// because the instance asked for it (429 Retry-After, X-RateLimit-Reset);
+// zero when nothing is held back.
+func (c *Client) BlockedUntil() time.Time { return c.limiter.until() }
 
 func defaultHTTPClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -127,9 +151,14 @@ func readValues(fields string) url.Values {
 	return q
 }
 
-// do sends one request. A non-2xx answer is returned as *APIError with the
-// body consumed; on success the caller owns resp.Body.
+// do sends one request, when the instance's limiter lets it. A non-2xx
+// answer is returned as *APIError with the body consumed; on success the
+// caller owns resp.Body. A 429 (or an answer with no requests remaining)
+// holds back every client of the instance for the time it names.
 func (c *Client) do(ctx context.Context, method, rawURL string, body io.Reader, header http.Header) (*http.Response, error) {
+	if err := c.limiter.wait(ctx); err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, body)
 	if err != nil {
 		return nil, fmt.Errorf("servicenow: %s: %w", method, err)
@@ -147,8 +176,11 @@ func (c *Client) do(ctx context.Context, method, rawURL string, body io.Reader, 
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
-		return nil, c.apiError(resp)
+		apiErr := c.apiError(resp)
+		c.limiter.observe(resp, apiErr)
+		return nil, apiErr
 	}
+	c.limiter.observe(resp, nil)
 	return resp, nil
 }
 

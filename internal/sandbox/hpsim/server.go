@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"hpsync/internal/sandbox/faults"
 	"hpsync/internal/sandbox/seed"
 )
 
@@ -34,6 +35,10 @@ type Options struct {
 	TokenTTL time.Duration // lifetime of access tokens (default 1h)
 	DataDir  string        // where proof bytes are kept as files ("" = os.MkdirTemp)
 	Logf     func(format string, args ...any)
+	// FaultSpec is a fault spec in the SANDBOX_FAULTS grammar (package
+	// faults); its hyperproof clauses are loaded into the injector. A bad
+	// spec makes New fail.
+	FaultSpec string
 }
 
 // Server is the simulator; it is an http.Handler and safe for concurrent use.
@@ -59,7 +64,8 @@ type Server struct {
 	comments  map[string][]*comment // by task id, oldest first
 	proofs    map[string]*proof
 	proofList []*proof // upload order
-	faults    []*Fault
+	faults    *faults.Injector
+	handler   http.Handler // faults in front of serveLogged
 	seeded    []string
 }
 
@@ -177,6 +183,12 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.routes()
+	s.faults = faults.New(s.vendor())
+	if err := s.faults.LoadString(opts.FaultSpec); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("hpsim: %w", err)
+	}
+	s.handler = s.faults.Middleware(http.HandlerFunc(s.serveLogged))
 	return s, nil
 }
 
@@ -239,7 +251,8 @@ func (s *Server) RevokeTokens() {
 
 // Fault is a canned answer the simulator gives instead of serving matching
 // requests: a 429, a transient 403 quota answer, a 5xx, or even a 2xx with
-// an odd payload to exercise a client.
+// an odd payload to exercise a client. It is a faults.KindStatus rule of the
+// simulator's injector (see Faults).
 type Fault struct {
 	Method     string // "" = any
 	PathPrefix string // "" = any /v1/ path
@@ -258,15 +271,25 @@ func (s *Server) InjectFault(f Fault) {
 	if f.StatusCode == 0 {
 		f.StatusCode = http.StatusInternalServerError
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &f)
+	s.faults.MustAdd(faults.Rule{
+		Kind:       faults.KindStatus,
+		Method:     strings.ToUpper(f.Method),
+		PathPrefix: f.PathPrefix,
+		Status:     f.StatusCode,
+		Header:     f.Header.Clone(),
+		Body:       f.Body,
+		Times:      f.Times,
+	})
 }
 
 // RateLimitFault is Hyperproof's throttling answer: 429 with the "Try again
 // in N seconds" text (and no Retry-After header).
 func RateLimitFault(seconds int) Fault {
-	return Fault{StatusCode: http.StatusTooManyRequests, Body: fmt.Sprintf(`{"statusCode":429,"message":"Rate limit is exceeded. Try again in %d seconds."}`, seconds)}
+	return Fault{StatusCode: http.StatusTooManyRequests, Body: rateLimitBody(seconds)}
+}
+
+func rateLimitBody(seconds int) string {
+	return fmt.Sprintf(`{"statusCode":429,"message":"Rate limit is exceeded. Try again in %d seconds."}`, seconds)
 }
 
 // QuotaFault is Hyperproof's transient bandwidth-quota answer (a 403).
@@ -274,23 +297,44 @@ func QuotaFault() Fault {
 	return Fault{StatusCode: http.StatusForbidden, Body: `{"statusCode":403,"message":"Bandwidth quota exceeded. Try again later."}`}
 }
 
-func (s *Server) takeFault(r *http.Request) *Fault {
+// Faults returns the fault injector in front of the simulator: add rules to
+// it (or load a SANDBOX_FAULTS spec) and read how many faults fired.
+func (s *Server) Faults() *faults.Injector { return s.faults }
+
+// vendor describes the simulator to the fault injector: Hyperproof's error
+// body, its /v1/ API scope (the token endpoint is hit only when a rule
+// names it) and how a token expires.
+func (s *Server) vendor() faults.Vendor {
+	return faults.Vendor{
+		Name:  faults.Hyperproof,
+		Scope: "/v1/",
+		Error: func(w http.ResponseWriter, status int, retryAfter time.Duration) {
+			if status == http.StatusTooManyRequests {
+				w.Header().Set("Content-Type", "application/json; charset=utf-8")
+				w.WriteHeader(status)
+				_, _ = w.Write([]byte(rateLimitBody(int(retryAfter / time.Second))))
+				return
+			}
+			writeError(w, status, http.StatusText(status)+".")
+		},
+		ExpireToken: s.expireBearer,
+		Logf:        s.logf,
+	}
+}
+
+// expireBearer makes the access token of r expire now: the request in
+// flight (already authenticated) goes on, the next one with the token is
+// answered 401.
+func (s *Server) expireBearer(r *http.Request) {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, f := range s.faults {
-		if f.Method != "" && !strings.EqualFold(f.Method, r.Method) {
-			continue
-		}
-		if f.PathPrefix == "" && !strings.HasPrefix(r.URL.Path, "/v1/") || f.PathPrefix != "" && !strings.HasPrefix(r.URL.Path, f.PathPrefix) {
-			continue
-		}
-		f.Times--
-		if f.Times <= 0 {
-			s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
-		}
-		return f
+	if rec := s.tokens[strings.TrimSpace(tok)]; rec != nil {
+		rec.expires = time.Now()
 	}
-	return nil
 }
 
 // Close removes the proof files when the data directory was a temporary one;
@@ -374,8 +418,13 @@ func principal(r *http.Request) string {
 	return p
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler: the fault injector, then the
+// simulator.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}
+
+func (s *Server) serveLogged(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	start := time.Now()
 	s.serve(rec, r)
@@ -390,19 +439,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if closed {
 		writeError(w, http.StatusServiceUnavailable, "The simulator is closed.")
-		return
-	}
-	if f := s.takeFault(r); f != nil {
-		for k, vs := range f.Header {
-			for _, v := range vs {
-				w.Header().Add(k, v)
-			}
-		}
-		if w.Header().Get("Content-Type") == "" {
-			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		}
-		w.WriteHeader(f.StatusCode)
-		_, _ = w.Write([]byte(f.Body))
 		return
 	}
 	if strings.HasPrefix(r.URL.Path, "/v1/") {

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"hpsync/internal/sandbox/faults"
 	"hpsync/internal/sandbox/seed"
 )
 
@@ -63,6 +64,10 @@ type Options struct {
 	// one-second resolution in UTC, as on a real instance. Tests set a fixed
 	// clock to put several rows in the same second.
 	Now func() time.Time
+	// FaultSpec is a fault spec in the SANDBOX_FAULTS grammar (package
+	// faults); its servicenow clauses are loaded into the injector. A bad
+	// spec makes New fail.
+	FaultSpec string
 }
 
 // Server is the simulated instance. It is an http.Handler.
@@ -76,6 +81,9 @@ type Server struct {
 	tables    map[string]*table
 	passwords map[string]string // user_name -> password
 	files     map[string]string // attachment sys_id -> path of its bytes
+
+	faults  *faults.Injector
+	handler http.Handler // faults in front of serveLogged
 
 	hooks      sync.WaitGroup
 	hookCtx    context.Context
@@ -109,7 +117,39 @@ func New(opts Options) (*Server, error) {
 	s.hookCtx, s.hookCancel = context.WithCancel(context.Background())
 	s.tables = newSchema()
 	s.seed()
+	s.faults = faults.New(s.vendor())
+	if err := s.faults.LoadString(opts.FaultSpec); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("snsim: %w", err)
+	}
+	s.handler = s.faults.Middleware(http.HandlerFunc(s.serveLogged))
 	return s, nil
+}
+
+// Faults returns the fault injector in front of the simulator: add rules to
+// it (or load a SANDBOX_FAULTS spec) and read how many faults fired.
+func (s *Server) Faults() *faults.Injector { return s.faults }
+
+// rateLimitRuleID is the sys_id the simulator reports in X-RateLimit-Rule.
+const rateLimitRuleID = "5ab1e0c0db2f3010a1b2c3d4e5f60718"
+
+// vendor describes the simulator to the fault injector: ServiceNow's error
+// envelope and rate-limit headers, every path in scope.
+func (s *Server) vendor() faults.Vendor {
+	return faults.Vendor{
+		Name: faults.ServiceNow,
+		Error: func(w http.ResponseWriter, status int, retryAfter time.Duration) {
+			if status == http.StatusTooManyRequests {
+				w.Header().Set("X-RateLimit-Limit", "1000")
+				w.Header().Set("X-RateLimit-Rule", rateLimitRuleID)
+				writeError(w, status, "Too Many Requests",
+					strp(fmt.Sprintf("Rate limit of 1000 requests per hour exceeded; retry after %d seconds", int64(retryAfter/time.Second))))
+				return
+			}
+			writeError(w, status, http.StatusText(status), strp("Transaction failed (fault injected by the sandbox)"))
+		},
+		Logf: s.logf,
+	}
 }
 
 // Close waits for in-flight webhook posts (cancelling them) and removes the
@@ -264,8 +304,13 @@ type reqCtx struct {
 	apiPrefix string // "/api/now" or "/api/now/v2" as the caller used it
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler: the fault injector, then the
+// simulator.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}
+
+func (s *Server) serveLogged(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	user := s.serve(sw, r)
 	if s.opts.Logf != nil {
