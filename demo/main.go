@@ -63,6 +63,10 @@ func run() error {
 	os.Setenv("SANDBOX", "true")
 	setDefault("HYPERPROOF_POLL_INTERVAL", "2s")
 	setDefault("SERVICENOW_POLL_INTERVAL", "10s")
+	// The simulated users share the simulators (and so the request pacing)
+	// with the worker; the sandbox allows more than the production defaults.
+	setDefault("HYPERPROOF_REQUESTS_PER_SECOND", "50")
+	setDefault("SERVICENOW_REQUESTS_PER_SECOND", "50")
 	cfg, err := config.Load()
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"hpsync/internal/sandbox/faults"
 	"hpsync/internal/sandbox/seed"
 	"hpsync/internal/statusmap"
 )
@@ -56,6 +57,11 @@ type Config struct {
 	// proof (default 100 MiB, the size Hyperproof's own SDK refuses at). A
 	// larger one is not downloaded; a note says so on both tasks.
 	MaxProofBytes int64 `envconfig:"HYPERPROOF_MAX_PROOF_BYTES" default:"104857600"`
+	// Request pacing per Hyperproof organisation and per ServiceNow
+	// instance, shared by every activity of the worker; a 429 holds all of
+	// them back for as long as the server asks.
+	HyperproofRequestsPerSecond float64 `envconfig:"HYPERPROOF_REQUESTS_PER_SECOND" default:"10"`
+	ServiceNowRequestsPerSecond float64 `envconfig:"SERVICENOW_REQUESTS_PER_SECOND" default:"20"`
 
 	// Sandbox: the worker also serves the built-in simulators and points
 	// itself at them.
@@ -66,6 +72,9 @@ type Config struct {
 	// SandboxServiceNowAddr is where the worker serves the ServiceNow
 	// simulator in SANDBOX mode.
 	SandboxServiceNowAddr string `envconfig:"SANDBOX_SERVICENOW_ADDR" default:"127.0.0.1:8092"`
+	// SandboxFaults injects faults into the simulators (grammar in package
+	// internal/sandbox/faults), for the demo and crash tests.
+	SandboxFaults string `envconfig:"SANDBOX_FAULTS"`
 
 	// StatusMap is loaded from StatusMapFile by Load.
 	StatusMap statusmap.Map `ignored:"true"`
@@ -209,6 +218,20 @@ func (c Config) Validate() error {
 			return fmt.Errorf("config: %s must be greater than 0, not %s", d.name, d.value)
 		}
 	}
+	for _, r := range []struct {
+		name  string
+		value float64
+	}{
+		{"HYPERPROOF_REQUESTS_PER_SECOND", c.HyperproofRequestsPerSecond},
+		{"SERVICENOW_REQUESTS_PER_SECOND", c.ServiceNowRequestsPerSecond},
+	} {
+		if r.value <= 0 {
+			return fmt.Errorf("config: %s must be greater than 0, not %v", r.name, r.value)
+		}
+	}
+	if _, err := faults.Parse(c.SandboxFaults); err != nil {
+		return fmt.Errorf("config: SANDBOX_FAULTS: %v", err)
+	}
 	if c.MaxProofBytes <= 0 {
 		return fmt.Errorf("config: HYPERPROOF_MAX_PROOF_BYTES must be greater than 0, not %d", c.MaxProofBytes)
 	}
@@ -282,6 +305,9 @@ func (c Config) String() string {
 		{"SERVICENOW_POLL_INTERVAL", c.ServiceNowPollInterval.String()},
 		{"SERVICENOW_SYNC_WORK_NOTES", fmt.Sprint(c.ServiceNowSyncWorkNotes)},
 		{"HYPERPROOF_MAX_PROOF_BYTES", fmt.Sprint(c.MaxProofBytes)},
+		{"HYPERPROOF_REQUESTS_PER_SECOND", fmt.Sprint(c.HyperproofRequestsPerSecond)},
+		{"SERVICENOW_REQUESTS_PER_SECOND", fmt.Sprint(c.ServiceNowRequestsPerSecond)},
+		{"SANDBOX_FAULTS", c.SandboxFaults},
 		{"SANDBOX", fmt.Sprint(c.Sandbox)},
 		{"SANDBOX_HYPERPROOF_ADDR", c.SandboxHyperproofAddr},
 		{"SANDBOX_SERVICENOW_ADDR", c.SandboxServiceNowAddr},

@@ -75,6 +75,9 @@ func startStack(t *testing.T, env ...string) *stack {
 		"SANDBOX_SERVICENOW_ADDR":  freeAddr(t),
 		"HYPERPROOF_POLL_INTERVAL": "1s",
 		"SERVICENOW_POLL_INTERVAL": "5s",
+		// The test's users share the simulators' pacing with the worker.
+		"HYPERPROOF_REQUESTS_PER_SECOND": "50",
+		"SERVICENOW_REQUESTS_PER_SECOND": "50",
 	} {
 		t.Setenv(k, v)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"hpsync/internal/config"
-	"hpsync/internal/hyperproof"
 	"hpsync/internal/workerapp"
 )
 
@@ -39,12 +38,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	hp, err := hyperproof.New(hyperproof.Config{
-		APIURL: cfg.HyperproofAPIURL, TokenURL: cfg.HyperproofTokenURL,
-		ClientID: cfg.HyperproofClientID, ClientSecret: cfg.HyperproofClientSecret,
-	})
+	hp, _, err := workerapp.Clients(cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "starter: hyperproof:", err)
+		fmt.Fprintln(stderr, "starter:", err)
 		return 1
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))

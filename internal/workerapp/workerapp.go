@@ -51,8 +51,9 @@ type Running struct {
 // Start brings the worker up and returns once it is polling its task queue
 // and every listener is bound. A bad setting or rejected credentials fail
 // here with one line that says which.
-func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (r *Running, err error) {
-	r = &Running{Config: cfg, log: log}
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Running, err error) {
+	r := &Running{Config: cfg, log: log}
+	// Whatever was started before a failure is stopped again.
 	defer func() {
 		if err != nil {
 			r.Stop()
@@ -64,18 +65,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (r *Running
 		}
 	}
 
-	r.HP, err = hyperproof.New(hyperproof.Config{
-		APIURL: cfg.HyperproofAPIURL, TokenURL: cfg.HyperproofTokenURL,
-		ClientID: cfg.HyperproofClientID, ClientSecret: cfg.HyperproofClientSecret,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("hyperproof client: %w", err)
-	}
-	r.SN, err = servicenow.New(servicenow.Config{
-		InstanceURL: cfg.ServiceNowInstanceURL, Username: cfg.ServiceNowUsername, Password: cfg.ServiceNowPassword,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("servicenow client: %w", err)
+	if r.HP, r.SN, err = Clients(cfg); err != nil {
+		return nil, err
 	}
 	if err := CheckAPIs(ctx, r.HP, r.SN); err != nil {
 		return nil, err
@@ -137,7 +128,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (r *Running
 }
 
 func (r *Running) startSandbox(cfg config.Config) error {
-	hp, err := hpsim.New(hpsim.Options{Logf: r.logf("hyperproof-sandbox")})
+	hp, err := hpsim.New(hpsim.Options{Logf: r.logf("hyperproof-sandbox"), FaultSpec: cfg.SandboxFaults})
 	if err != nil {
 		return fmt.Errorf("hyperproof sandbox: %w", err)
 	}
@@ -146,7 +137,7 @@ func (r *Running) startSandbox(cfg config.Config) error {
 	if cfg.WebhookAddr != "" {
 		webhookURL = "http://" + cfg.WebhookAddr + "/webhooks/servicenow"
 	}
-	sn, err := snsim.New(snsim.Options{WebhookURL: webhookURL, WebhookSecret: cfg.WebhookSecret, Logf: r.logf("servicenow-sandbox")})
+	sn, err := snsim.New(snsim.Options{WebhookURL: webhookURL, WebhookSecret: cfg.WebhookSecret, Logf: r.logf("servicenow-sandbox"), FaultSpec: cfg.SandboxFaults})
 	if err != nil {
 		return fmt.Errorf("servicenow sandbox: %w", err)
 	}
@@ -198,6 +189,26 @@ func (r *Running) Stop() {
 			_ = r.closers[i]()
 		}
 	})
+}
+
+// Clients builds the integration's two API clients from the settings.
+func Clients(cfg config.Config) (*hyperproof.Client, *servicenow.Client, error) {
+	hp, err := hyperproof.New(hyperproof.Config{
+		APIURL: cfg.HyperproofAPIURL, TokenURL: cfg.HyperproofTokenURL,
+		ClientID: cfg.HyperproofClientID, ClientSecret: cfg.HyperproofClientSecret,
+		RequestsPerSecond: cfg.HyperproofRequestsPerSecond,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("hyperproof client: %w", err)
+	}
+	sn, err := servicenow.New(servicenow.Config{
+		InstanceURL: cfg.ServiceNowInstanceURL, Username: cfg.ServiceNowUsername, Password: cfg.ServiceNowPassword,
+		RequestsPerSecond: cfg.ServiceNowRequestsPerSecond,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("servicenow client: %w", err)
+	}
+	return hp, sn, nil
 }
 
 // CheckAPIs makes one cheap authenticated call to each API, so wrong
