@@ -85,7 +85,7 @@ func run() error {
 
 	uiURL := "http://127.0.0.1:8233"
 	if devserver.Listening(cfg.TemporalAddress) {
-		fmt.Printf("using the Temporal server already at %s\n", cfg.TemporalAddress)
+		fmt.Printf("using the Temporal server already listening at %s (TEMPORAL_ADDRESS); its Web UI, if it has one, is its own\n", cfg.TemporalAddress)
 	} else {
 		_, portStr, err := net.SplitHostPort(cfg.TemporalAddress)
 		if err != nil {

@@ -71,6 +71,7 @@ func (w *taskSync) refused(ctx workflow.Context, step string, err error) {
 	}
 	now := workflow.Now(ctx)
 	w.s.Problems[step] = Problem{Step: step, Error: msg, At: now}
+	w.hop(ctx, Hop{Kind: step, Outcome: OutcomeRefused, Why: msg})
 	w.log.Warn("refused; the rest of the sync goes on", "step", step, "error", msg)
 	note := activities.NoteRequest{
 		HyperproofTaskID: w.s.HyperproofTaskID,

@@ -24,6 +24,12 @@ const (
 	SignalHyperproofChanged = "hyperproof-changed"
 	SignalServiceNowChanged = "servicenow-changed"
 	QueryStatus             = "status"
+	// SignalResync makes the workflow read both sides from the beginning
+	// (what was carried is recognised and not carried again).
+	SignalResync = "resync"
+	// SignalUnlink ends the workflow: sync stops, nothing is deleted on
+	// either side, and the task can be linked again.
+	SignalUnlink = "unlink"
 
 	workflowIDPrefix = "hyperproof-task-"
 )
@@ -35,6 +41,7 @@ const (
 	PhaseSubmitted = "submitted"
 	PhaseSuspended = "suspended"
 	PhaseBroken    = "broken"
+	PhaseUnlinked  = "unlinked"
 )
 
 // Hyperproof status types (kept here so workflow code does not import the
@@ -111,6 +118,9 @@ type TaskState struct {
 	// Problems are refusals by the APIs, by step; see Problem.
 	Problems map[string]Problem
 
+	Timeline        []Hop
+	TimelineDropped int
+
 	LastError   string
 	LastErrorAt time.Time
 	LastSync    time.Time
@@ -165,9 +175,20 @@ type taskSync struct {
 	s     *TaskState
 	hpCh  workflow.ReceiveChannel
 	snCh  workflow.ReceiveChannel
+	rsCh  workflow.ReceiveChannel
+	ulCh  workflow.ReceiveChannel
+	// unlink is set when an operator unlinked the task.
+	unlink bool
 	hpDue bool // a Hyperproof hint is waiting
 	snDue bool // a ServiceNow hint is waiting
-	log   interface {
+	// upserts is whether this run publishes search attributes (a version
+	// marker: runs recorded before them replay without).
+	upserts   bool
+	published struct {
+		phase, number string
+		lastSync      time.Time
+	}
+	log interface {
 		Info(string, ...interface{})
 		Warn(string, ...interface{})
 	}
@@ -201,11 +222,18 @@ func newTaskSync(ctx workflow.Context, in TaskSyncInput) (*taskSync, error) {
 		s:    s,
 		hpCh: workflow.GetSignalChannel(ctx, SignalHyperproofChanged),
 		snCh: workflow.GetSignalChannel(ctx, SignalServiceNowChanged),
+		rsCh: workflow.GetSignalChannel(ctx, SignalResync),
+		ulCh: workflow.GetSignalChannel(ctx, SignalUnlink),
 		log:  workflow.GetLogger(ctx),
 	}
 	// The query is registered before anything blocks, so it answers from the
 	// first workflow task on.
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return w.status(ctx), nil }); err != nil {
+		return nil, err
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryTimeline, func() (Timeline, error) {
+		return Timeline{WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, Hops: w.s.Timeline, Dropped: w.s.TimelineDropped}, nil
+	}); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -258,6 +286,8 @@ func countProof(m map[string]activities.ProofRecord, keep func(activities.ProofR
 
 func (w *taskSync) phase() string {
 	switch {
+	case w.unlink:
+		return PhaseUnlinked
 	case w.s.SysID == "":
 		return PhaseLinking
 	case w.s.Suspended:
@@ -272,12 +302,15 @@ func (w *taskSync) phase() string {
 }
 
 func (w *taskSync) run(ctx workflow.Context) error {
+	w.upserts = workflow.GetVersion(ctx, searchAttributesChange, workflow.DefaultVersion, 1) >= 1
+	w.publishSearchAttributes(ctx)
 	if w.s.SysID == "" {
 		if err := w.link(ctx); err != nil {
 			return err
 		}
 		// The first round reads both sides and carries what already exists.
 		w.hpDue, w.snDue = true, true
+		w.publishSearchAttributes(ctx)
 	}
 	if w.s.PendingHint {
 		w.hpDue, w.snDue = true, true
@@ -292,6 +325,11 @@ func (w *taskSync) run(ctx workflow.Context) error {
 			return err
 		}
 		w.drainSignals()
+		if w.unlink {
+			w.log.Info("unlinked by an operator; nothing is deleted on either side")
+			w.publishSearchAttributes(ctx)
+			return nil
+		}
 		if !w.hpDue && !w.snDue {
 			if w.shouldContinueAsNew(ctx, rounds) {
 				return w.continueAsNew(ctx)
@@ -318,6 +356,7 @@ func (w *taskSync) run(ctx workflow.Context) error {
 				w.s.LastError, w.s.LastErrorAt = p.Step+": "+p.Error, p.At
 			}
 		}
+		w.publishSearchAttributes(ctx)
 	}
 }
 
@@ -329,6 +368,19 @@ func (w *taskSync) drainSignals() {
 	for w.snCh.ReceiveAsync(nil) {
 		w.snDue = true
 	}
+	for w.rsCh.ReceiveAsync(nil) {
+		w.resync()
+	}
+	for w.ulCh.ReceiveAsync(nil) {
+		w.unlink = true
+	}
+}
+
+// resync forgets the cursors, so the next round lists everything again;
+// the ledgers keep every item from being carried twice.
+func (w *taskSync) resync() {
+	w.s.ServiceNowCursor, w.s.HyperproofCursor = time.Time{}, time.Time{}
+	w.hpDue, w.snDue = true, true
 }
 
 // waitForHint blocks until a signal arrives or a failed round is due again.
@@ -336,6 +388,8 @@ func (w *taskSync) waitForHint(ctx workflow.Context, retryAt time.Time) {
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(w.hpCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.hpDue = true })
 	sel.AddReceive(w.snCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.snDue = true })
+	sel.AddReceive(w.rsCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.resync() })
+	sel.AddReceive(w.ulCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); w.unlink = true })
 	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
 	if !retryAt.IsZero() {
 		timerCtx, cancel := workflow.WithCancel(ctx)
@@ -390,7 +444,8 @@ func (w *taskSync) link(ctx workflow.Context) error {
 	}).Get(ctx, &res)
 	if err != nil {
 		w.recordError(ctx, err)
-		return fmt.Errorf("link: %w", err)
+		// The workflow ends; the starter shows this one line.
+		return temporal.NewNonRetryableApplicationError("link: "+errorMessage(err), "LinkFailed", nil)
 	}
 	w.s.Table, w.s.SysID, w.s.Number = res.Table, res.SysID, res.Number
 	w.log.Info("linked", "table", res.Table, "number", res.Number)
@@ -534,6 +589,8 @@ func (w *taskSync) moveServiceNow(ctx workflow.Context, snap *activities.Snapsho
 	w.s.ServiceNowGroup = group
 	w.s.UnmappedState = ""
 	snap.ServiceNowState, snap.ServiceNowGroup = res.State, group
+	w.hop(ctx, Hop{Kind: HopStatus, Direction: ToServiceNow, SourceID: w.s.HyperproofStatus + "→" + res.State, Outcome: OutcomeWritten,
+		Why: "ServiceNow moved to the first " + group + " state"})
 	return nil
 }
 
@@ -565,6 +622,8 @@ func (w *taskSync) applyServiceNowChange(ctx workflow.Context, snap activities.S
 		target = hpSubmitted
 	default:
 		w.log.Warn("servicenow state is in no group of the status map; hyperproof status kept", "state", snap.ServiceNowState)
+		w.hop(ctx, Hop{Kind: HopStatus, Direction: ToHyperproof, SourceID: snap.ServiceNowState, Outcome: OutcomeSkipped,
+			Why: "state is in no group of the status map"})
 		return record()
 	}
 	if target == w.s.HyperproofStatus {
@@ -576,6 +635,8 @@ func (w *taskSync) applyServiceNowChange(ctx workflow.Context, snap activities.S
 		return err
 	}
 	w.s.HyperproofStatus = target
+	w.hop(ctx, Hop{Kind: HopStatus, Direction: ToHyperproof, SourceID: snap.ServiceNowState, Outcome: OutcomeWritten,
+		Why: "Hyperproof set to " + target})
 	return record()
 }
 
@@ -629,7 +690,10 @@ func (w *taskSync) syncServiceNowComments(ctx workflow.Context) error {
 			continue
 		}
 		hpID := ""
-		if !e.Ours {
+		if e.Ours {
+			w.hop(ctx, Hop{Kind: HopComment, Direction: ToHyperproof, SourceID: e.ID, SeenAt: e.CreatedOn, Outcome: OutcomeSkipped,
+				Why: "written by the integration (not mirrored back)"})
+		} else {
 			err := workflow.ExecuteActivity(apiOptions(ctx), act.CopyCommentToHyperproof, activities.CopyToHyperproofRequest{
 				HyperproofTaskID: w.s.HyperproofTaskID, Comment: e,
 			}).Get(ctx, &hpID)
@@ -640,6 +704,7 @@ func (w *taskSync) syncServiceNowComments(ctx workflow.Context) error {
 				continue
 			}
 			w.s.CommentsToHyperproof++
+			w.hop(ctx, Hop{Kind: HopComment, Direction: ToHyperproof, SourceID: e.ID, SeenAt: e.CreatedOn, Outcome: OutcomeWritten})
 		}
 		w.s.SeenServiceNowComments[e.ID] = hpID
 		if c := e.CreatedOn.Add(-cursorOverlap); c.After(w.s.ServiceNowCursor) {
@@ -666,7 +731,10 @@ func (w *taskSync) syncHyperproofComments(ctx workflow.Context) error {
 		if w.s.SeenHyperproofComments[c.ID] {
 			continue
 		}
-		if !c.Ours {
+		if c.Ours {
+			w.hop(ctx, Hop{Kind: HopComment, Direction: ToServiceNow, SourceID: c.ID, SeenAt: c.CreatedOn, Outcome: OutcomeSkipped,
+				Why: "written by the integration (not mirrored back)"})
+		} else {
 			err := workflow.ExecuteActivity(apiOptions(ctx), act.CopyCommentToServiceNow, activities.CopyToServiceNowRequest{
 				Table: w.s.Table, SysID: w.s.SysID, Comment: c,
 			}).Get(ctx, nil)
@@ -677,6 +745,7 @@ func (w *taskSync) syncHyperproofComments(ctx workflow.Context) error {
 				continue
 			}
 			w.s.CommentsToServiceNow++
+			w.hop(ctx, Hop{Kind: HopComment, Direction: ToServiceNow, SourceID: c.ID, SeenAt: c.CreatedOn, Outcome: OutcomeWritten})
 		}
 		w.s.SeenHyperproofComments[c.ID] = true
 		if t := c.CreatedOn.Add(-cursorOverlap); t.After(w.s.HyperproofCursor) {
@@ -712,10 +781,10 @@ func (w *taskSync) syncAttachments(ctx workflow.Context) error {
 	for _, a := range atts {
 		// A skipped file (e.g. over the size limit) is looked at again each
 		// round, so raising the limit carries it; its notes are not repeated.
-		if rec, done := w.s.Proof[a.SysID]; done && rec.Skipped == "" {
+		rec, done := w.s.Proof[a.SysID]
+		if done && rec.Skipped == "" {
 			continue
 		}
-		var rec activities.ProofRecord
 		err := workflow.ExecuteActivity(transferOptions(ctx), act.CopyAttachmentToHyperproof, activities.CopyAttachmentRequest{
 			HyperproofTaskID: w.s.HyperproofTaskID, Table: w.s.Table, SysID: w.s.SysID, Attachment: a,
 		}).Get(ctx, &rec)
@@ -725,6 +794,13 @@ func (w *taskSync) syncAttachments(ctx workflow.Context) error {
 			continue
 		}
 		w.s.Proof[a.SysID] = rec
+		if rec.Skipped != "" {
+			if !done {
+				w.hop(ctx, Hop{Kind: HopProof, Direction: ToHyperproof, SourceID: a.SysID, SeenAt: a.CreatedOn, Outcome: OutcomeSkipped, Why: rec.Skipped})
+			}
+		} else {
+			w.hop(ctx, Hop{Kind: HopProof, Direction: ToHyperproof, SourceID: a.SysID, SeenAt: a.CreatedOn, Outcome: OutcomeWritten, WrittenAt: rec.ReachedAt})
+		}
 	}
 	return nil
 }
@@ -745,6 +821,10 @@ func (w *taskSync) publishProof(ctx workflow.Context) error {
 		return err
 	}
 	now := workflow.Now(ctx)
+	if res.Uploaded > 0 {
+		w.hop(ctx, Hop{Kind: HopPublish, Direction: "task→" + res.TargetType, SourceID: res.TargetID, Outcome: OutcomeWritten,
+			Why: fmt.Sprintf("%d proof file(s) added to the target's Proof tab", res.Uploaded)})
+	}
 	for _, id := range res.OnTarget {
 		w.s.PublishedProof[id] = true
 	}
@@ -768,5 +848,6 @@ func (w *taskSync) alertAssignee(ctx workflow.Context) error {
 		return err
 	}
 	w.s.AlertsSent = w.s.Reopens
+	w.hop(ctx, Hop{Kind: HopAlert, Direction: ToServiceNow, SourceID: key, Outcome: OutcomeWritten, Why: "task set back to In progress"})
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"hpsync/internal/codec"
 	"hpsync/internal/sandbox/faults"
 	"hpsync/internal/sandbox/seed"
 	"hpsync/internal/statusmap"
@@ -75,6 +76,19 @@ type Config struct {
 	// SandboxFaults injects faults into the simulators (grammar in package
 	// internal/sandbox/faults), for the demo and crash tests.
 	SandboxFaults string `envconfig:"SANDBOX_FAULTS"`
+
+	// PayloadKeys encrypts Temporal payloads: "id:base64,id:base64", each key
+	// 32 bytes; the first encrypts, all decrypt. "" is no encryption.
+	PayloadKeys string `envconfig:"PAYLOAD_KEYS" json:"-"`
+	// CodecAddr is where the worker serves the codec server (for the
+	// Temporal UI and CLI); "" is off.
+	CodecAddr string `envconfig:"CODEC_ADDR"`
+	// CodecCORSOrigin lists the browser origins (the Temporal UI's address)
+	// the codec server answers, comma-separated.
+	CodecCORSOrigin string `envconfig:"CODEC_CORS_ORIGIN"`
+	// MetricsAddr is where the worker serves Prometheus metrics at
+	// /metrics; "" (METRICS_ADDR set to nothing) is off.
+	MetricsAddr string `envconfig:"METRICS_ADDR" default:"127.0.0.1:9464"`
 
 	// StatusMap is loaded from StatusMapFile by Load.
 	StatusMap statusmap.Map `ignored:"true"`
@@ -235,7 +249,77 @@ func (c Config) Validate() error {
 	if c.MaxProofBytes <= 0 {
 		return fmt.Errorf("config: HYPERPROOF_MAX_PROOF_BYTES must be greater than 0, not %d", c.MaxProofBytes)
 	}
+	return c.validateTelemetry()
+}
+
+// validateTelemetry checks the encryption, codec server and metrics settings.
+func (c Config) validateTelemetry() error {
+	ring, err := codec.ParseKeys(c.PayloadKeys)
+	if err != nil {
+		return fmt.Errorf("config: PAYLOAD_KEYS: %v", err)
+	}
+	if c.CodecAddr != "" {
+		if err := hostPort("CODEC_ADDR", c.CodecAddr); err != nil {
+			return err
+		}
+		if ring.Empty() {
+			return errors.New("config: CODEC_ADDR is set but PAYLOAD_KEYS is empty (the codec server would have no key)")
+		}
+	}
+	if strings.TrimSpace(c.CodecCORSOrigin) != "" {
+		if c.CodecAddr == "" {
+			return errors.New("config: CODEC_CORS_ORIGIN is set but CODEC_ADDR is empty (no codec server to answer the UI)")
+		}
+		for _, o := range codec.ParseOrigins(c.CodecCORSOrigin) {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+				u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
+				return fmt.Errorf("config: CODEC_CORS_ORIGIN %q must be an origin such as http://localhost:8080 (scheme and host, no path)", o)
+			}
+		}
+	}
+	if c.MetricsAddr != "" {
+		if err := hostPort("METRICS_ADDR", c.MetricsAddr); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// Keyring is PAYLOAD_KEYS parsed (empty when encryption is off, or when the
+// value is invalid, which Validate reports).
+func (c Config) Keyring() *codec.Keyring {
+	ring, err := codec.ParseKeys(c.PayloadKeys)
+	if err != nil {
+		ring, _ = codec.ParseKeys("")
+	}
+	return ring
+}
+
+// CodecOrigins is CODEC_CORS_ORIGIN as a list.
+func (c Config) CodecOrigins() []string { return codec.ParseOrigins(c.CodecCORSOrigin) }
+
+// Secrets lists every secret value of the settings (the client secret, the
+// ServiceNow password, the webhook secret, PAYLOAD_KEYS and each of its
+// keys) for log redaction. Empty values are left out.
+func (c Config) Secrets() []string {
+	var out []string
+	for _, s := range []string{c.HyperproofClientSecret, c.ServiceNowPassword, c.WebhookSecret, c.PayloadKeys} {
+		if strings.TrimSpace(s) != "" {
+			out = append(out, s)
+		}
+	}
+	if ring, err := codec.ParseKeys(c.PayloadKeys); err == nil {
+		out = append(out, ring.Material()...)
+	} else {
+		// An invalid value is still secret: each entry's key part.
+		for _, e := range strings.Split(c.PayloadKeys, ",") {
+			if _, k, ok := strings.Cut(e, ":"); ok && strings.TrimSpace(k) != "" {
+				out = append(out, strings.TrimSpace(k))
+			}
+		}
+	}
+	return out
 }
 
 // missing reports an empty required setting.
@@ -273,7 +357,8 @@ const redacted = "[redacted]"
 
 // String lists the settings for logging, by variable name, with the client
 // secret, the ServiceNow password and the webhook secret shown as
-// "[redacted]" (and any credentials inside URLs masked).
+// "[redacted]", PAYLOAD_KEYS as its key ids only (and any credentials inside
+// URLs masked).
 func (c Config) String() string {
 	secret := func(s string) string {
 		if s == "" {
@@ -311,6 +396,10 @@ func (c Config) String() string {
 		{"SANDBOX", fmt.Sprint(c.Sandbox)},
 		{"SANDBOX_HYPERPROOF_ADDR", c.SandboxHyperproofAddr},
 		{"SANDBOX_SERVICENOW_ADDR", c.SandboxServiceNowAddr},
+		{"PAYLOAD_KEYS", payloadKeys(c.PayloadKeys)},
+		{"CODEC_ADDR", c.CodecAddr},
+		{"CODEC_CORS_ORIGIN", c.CodecCORSOrigin},
+		{"METRICS_ADDR", c.MetricsAddr},
 	} {
 		if i > 0 {
 			b.WriteByte(' ')
@@ -318,6 +407,22 @@ func (c Config) String() string {
 		fmt.Fprintf(&b, "%s=%q", kv[0], kv[1])
 	}
 	return b.String()
+}
+
+// payloadKeys shows PAYLOAD_KEYS as its key ids, "k2:[redacted],k1:[redacted]".
+func payloadKeys(spec string) string {
+	if strings.TrimSpace(spec) == "" {
+		return ""
+	}
+	ring, err := codec.ParseKeys(spec)
+	if err != nil {
+		return redacted
+	}
+	ids := ring.IDs()
+	for i, id := range ids {
+		ids[i] = id + ":" + redacted
+	}
+	return strings.Join(ids, ",")
 }
 
 // GoString makes %#v as safe as %v.

@@ -113,6 +113,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = orDiscard(opts.Log), orDiscard(opts.Log)
+	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal dev server: %w", err)
 	}

@@ -176,11 +176,7 @@ func TestDemoStory(t *testing.T) {
 // TestStarterCommand: the starter's exit codes and its one line.
 func TestStarterCommand(t *testing.T) {
 	s := startStack(t)
-	run := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := link.Main(args, &out, &errb)
-		return code, out.String(), errb.String()
-	}
+	run := runStarter
 	taskID := s.w.SeededTasks[0]
 	code, out, errOut := run("-task", taskID)
 	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, taskID) || !strings.Contains(out, "SCTASK") || !strings.Contains(out, workflows.WorkflowID(taskID)) {

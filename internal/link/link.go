@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"hpsync/internal/hyperproof"
 	"hpsync/internal/statusmap"
@@ -58,6 +60,10 @@ func Link(ctx context.Context, c client.Client, hp *hyperproof.Client, m statusm
 	if st, ok, err := runningStatus(ctx, c, res.WorkflowID); err != nil {
 		return res, err
 	} else if ok && st.Linked {
+		if req.Table != st.Table || (req.ExistingSysID != "" && !strings.EqualFold(req.ExistingSysID, st.SysID)) {
+			return res, fmt.Errorf("Hyperproof task %s is already linked to ServiceNow %s %s (sys_id %s); unlink it first to link another record",
+				req.HyperproofTaskID, st.Table, st.Number, st.SysID)
+		}
 		res.Table, res.Number, res.AlreadyLinked = st.Table, st.Number, true
 		return res, nil
 	}
@@ -110,9 +116,10 @@ func waitLinked(ctx context.Context, c client.Client, res Result) (Result, error
 			return res, nil
 		}
 		if !running {
-			var cause error
-			if run := c.GetWorkflow(ctx, res.WorkflowID, ""); run != nil {
-				cause = run.Get(ctx, nil)
+			cause := c.GetWorkflow(ctx, res.WorkflowID, "").Get(ctx, nil)
+			var appErr *temporal.ApplicationError
+			if errors.As(cause, &appErr) {
+				return res, fmt.Errorf("link failed: %s", appErr.Message())
 			}
 			return res, fmt.Errorf("link failed: %v", cause)
 		}

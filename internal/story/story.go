@@ -36,7 +36,36 @@ type Env struct {
 	StepTimeout time.Duration
 	// Report is called as each step is observed.
 	Report func(Step)
+	// Tag, when set, is added to every comment the users write (" [Tag]"),
+	// so that each task's comments are told apart from every other task's
+	// when many stories run at once. "" = the demo's texts.
+	Tag string
+	// PollInterval is how often a step looks for its effect (default
+	// 200 ms); many concurrent stories look less often.
+	PollInterval time.Duration
 }
+
+// UserComment is a comment a user wrote during the story, as written.
+type UserComment struct {
+	Side string // "servicenow" (the assignee) or "hyperproof" (the creator)
+	Text string
+	// Reopen is set on the creator's comment that goes with sending the
+	// task back for more work (the alert quotes it).
+	Reopen bool
+}
+
+// FileSum is a file the assignee attached.
+type FileSum struct {
+	Name, ContentType string
+	Size              int
+	SHA256            string
+}
+
+// Sides of a UserComment.
+const (
+	SideServiceNow = "servicenow"
+	SideHyperproof = "hyperproof"
+)
 
 // Step is one observed hop.
 type Step struct {
@@ -59,6 +88,14 @@ type Outcome struct {
 	TaskProof        []string
 	ControlProof     []string
 	Steps            []Step
+	// What the users did, for checks made afterwards: every comment and
+	// file, in order, the number of writes they made through the APIs
+	// (task creation, link, comments, files, status changes) and how
+	// often the creator sent the task back.
+	Comments []UserComment
+	Files    []FileSum
+	Actions  int
+	Reopens  int
 }
 
 type file struct {
@@ -74,6 +111,9 @@ func Run(ctx context.Context, env Env) (Outcome, error) {
 	r := &runner{env: env, start: time.Now()}
 	if r.env.StepTimeout == 0 {
 		r.env.StepTimeout = 2 * time.Minute
+	}
+	if r.env.PollInterval <= 0 {
+		r.env.PollInterval = 200 * time.Millisecond
 	}
 	return r.run(ctx)
 }
@@ -114,9 +154,22 @@ func (r *runner) await(ctx context.Context, what string, cond func(context.Conte
 				return fmt.Errorf("not observed within %s: %s (last error: %v)", r.env.StepTimeout, what, last)
 			}
 			return fmt.Errorf("not observed within %s: %s", r.env.StepTimeout, what)
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(r.env.PollInterval):
 		}
 	}
+}
+
+// tagged is a user's comment text with the story's tag.
+func (r *runner) tagged(text string) string {
+	if r.env.Tag == "" {
+		return text
+	}
+	return text + " [" + r.env.Tag + "]"
+}
+
+func (r *runner) wrote(side, text string, reopen bool) {
+	r.out.Comments = append(r.out.Comments, UserComment{Side: side, Text: text, Reopen: reopen})
+	r.out.Actions++
 }
 
 func (r *runner) run(ctx context.Context) (Outcome, error) {
@@ -134,8 +187,10 @@ func (r *runner) run(ctx context.Context) (Outcome, error) {
 		return r.out, fmt.Errorf("creator creates a task: %w", err)
 	}
 	r.taskID, r.out.HyperproofTaskID = task.ID, task.ID
+	r.out.Actions++
 
 	acted := time.Now()
+	r.out.Actions++
 	table, number, err := r.env.Link(ctx, task.ID)
 	if err != nil {
 		return r.out, fmt.Errorf("link: %w", err)
@@ -189,10 +244,12 @@ func (r *runner) run(ctx context.Context) (Outcome, error) {
 }
 
 func (r *runner) assigneeComments(ctx context.Context, text string) error {
+	text = r.tagged(text)
 	acted := time.Now()
 	if err := r.env.Assignee.AddComment(ctx, r.table, r.sysID, text); err != nil {
 		return fmt.Errorf("assignee comments in ServiceNow: %w", err)
 	}
+	r.wrote(SideServiceNow, text, false)
 	err := r.await(ctx, "the assignee's ServiceNow comment in the Hyperproof Activity Feed", func(ctx context.Context) (bool, error) {
 		cs, err := r.env.Creator.ListComments(ctx, r.taskID)
 		if err != nil {
@@ -217,10 +274,12 @@ func (r *runner) assigneeComments(ctx context.Context, text string) error {
 }
 
 func (r *runner) creatorComments(ctx context.Context, text string) error {
+	text = r.tagged(text)
 	acted := time.Now()
 	if _, err := r.env.Creator.AddComment(ctx, r.taskID, hyperproof.NewComment{Text: text}); err != nil {
 		return fmt.Errorf("creator comments in Hyperproof: %w", err)
 	}
+	r.wrote(SideHyperproof, text, false)
 	if err := r.awaitJournal(ctx, "the creator's Hyperproof reply on the ServiceNow task", text); err != nil {
 		return err
 	}
@@ -253,6 +312,8 @@ func (r *runner) assigneeAttaches(ctx context.Context, files []file) error {
 		if _, err := r.env.Assignee.UploadAttachment(ctx, r.table, r.sysID, f.name, f.contentType, bytes.NewReader(f.data)); err != nil {
 			return fmt.Errorf("assignee attaches %s: %w", f.name, err)
 		}
+		r.out.Files = append(r.out.Files, FileSum{Name: f.name, ContentType: f.contentType, Size: len(f.data), SHA256: f.sha()})
+		r.out.Actions++
 	}
 	names := make([]string, len(files))
 	for i, f := range files {
@@ -338,6 +399,7 @@ func (r *runner) assigneeCompletes(ctx context.Context, state string) error {
 	if _, err := r.env.Assignee.UpdateTask(ctx, r.table, r.sysID, map[string]string{"state": state}); err != nil {
 		return fmt.Errorf("assignee completes the ServiceNow task: %w", err)
 	}
+	r.out.Actions++
 	err := r.await(ctx, "the Hyperproof task Submitted", func(ctx context.Context) (bool, error) {
 		typ, err := r.statusType(ctx)
 		return typ == hyperproof.StatusSubmitted, err
@@ -350,13 +412,17 @@ func (r *runner) assigneeCompletes(ctx context.Context, state string) error {
 }
 
 func (r *runner) creatorReopens(ctx context.Context, why string) error {
+	why = r.tagged(why)
 	acted := time.Now()
 	if _, err := r.env.Creator.AddComment(ctx, r.taskID, hyperproof.NewComment{Text: why}); err != nil {
 		return fmt.Errorf("creator comments: %w", err)
 	}
+	r.wrote(SideHyperproof, why, true)
 	if err := r.setStatus(ctx, hyperproof.StatusInProgress); err != nil {
 		return fmt.Errorf("creator sets the task back to In progress: %w", err)
 	}
+	r.out.Actions++
+	r.out.Reopens++
 	err := r.await(ctx, "the ServiceNow task back in Work in Progress with a more-work-needed alert", func(ctx context.Context) (bool, error) {
 		t, err := r.env.Assignee.GetTask(ctx, r.table, r.sysID)
 		if err != nil || t.State != "2" {
@@ -386,6 +452,7 @@ func (r *runner) creatorCloses(ctx context.Context, files []file) error {
 	if err := r.setStatus(ctx, hyperproof.StatusClosed); err != nil {
 		return fmt.Errorf("creator closes the task: %w", err)
 	}
+	r.out.Actions++
 	err := r.await(ctx, "every proof once on the control's Proof tab", func(ctx context.Context) (bool, error) {
 		ps, err := r.env.Creator.ListProof(ctx, "control", seed.ControlID)
 		if err != nil {

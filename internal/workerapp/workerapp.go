@@ -15,6 +15,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -77,6 +78,12 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Running
 		return nil, err
 	}
 	r.closers = append(r.closers, func() error { r.Client.Close(); return nil })
+	if err := EnsureSearchAttributes(ctx, r.Client, cfg.TemporalNamespace); err != nil {
+		return nil, err
+	}
+	if err := CheckStatusMap(ctx, r.SN, cfg.StatusMap, log); err != nil {
+		return nil, err
+	}
 
 	acts := &activities.Activities{
 		HP: r.HP, SN: r.SN, StatusMap: cfg.StatusMap, SNUser: cfg.ServiceNowUsername,
@@ -236,6 +243,35 @@ func Dial(ctx context.Context, cfg config.Config, log *slog.Logger) (client.Clie
 		return nil, fmt.Errorf("temporal at %s (TEMPORAL_ADDRESS): %w", cfg.TemporalAddress, err)
 	}
 	return c, nil
+}
+
+// EnsureSearchAttributes registers the workflows' search attributes in the
+// namespace when they are missing. The workflows upsert them, so a worker
+// that cannot register them does not start.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for name, typ := range workflows.SearchAttributeTypes() {
+		if got, ok := have.GetCustomAttributes()[name]; ok {
+			if got != typ {
+				return fmt.Errorf("search attribute %s exists with type %s, want %s", name, got, typ)
+			}
+			continue
+		}
+		missing[name] = typ
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: namespace, SearchAttributes: missing})
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("register search attributes in namespace %s: %w", namespace, err)
+	}
+	return nil
 }
 
 // StartPollers starts the two poller workflows unless they already run.

@@ -56,7 +56,7 @@
 //	         | param "=" value       ; applies to the rule just started
 //	kind     = "5xx" | "429" | "reset" | "commit-lost" | "token-expiry"
 //	         | "latency"
-//	param    = "share" | "times" | "status" | "retry-after" | "hint"
+//	param    = "share" | "times" | "status" | "retry-after" | "hint" | "as"
 //
 // METHOD is an upper-case HTTP method; path-prefix starts with "/" and
 // matches by prefix (an endpoint of "*" means the vendor's scope: every
@@ -75,6 +75,20 @@
 //   - hint=both|retry-after|reset: which headers of a 429 carry the wait
 //     (default both; "reset" sends only X-RateLimit-Reset with
 //     X-RateLimit-Remaining: 0).
+//   - as=ID: the rule applies only to requests made as caller ID, as the
+//     simulator tells it (Vendor.Caller): for ServiceNow the basic-auth
+//     user name (e.g. as=hyperproof.integration, the integration user), for
+//     Hyperproof the OAuth client id the bearer token was issued to, or on
+//     the token endpoint the client id asking for a token (e.g.
+//     as=sandbox-integration). Requests of other callers, and requests
+//     whose caller cannot be told (no or unknown credentials), are not
+//     hit and do not consume the rule's share draws or times. ID holds no
+//     white space and none of , ; : =.
+//
+// Restricting faults to the integration's identity keeps them off the
+// traffic of simulated users acting through the same simulator (a demo's
+// or a chaos test's creator and assignee): a user's own retried write after
+// a lost answer would be a real duplicate, not one the integration made.
 //
 // "seed=N" makes every share draw deterministic: each rule gets its own
 // random stream derived from the seed and the rule's position, so a given
@@ -85,6 +99,11 @@
 //	seed=7; servicenow:POST /api/now/attachment:5xx=0.2;
 //	hyperproof:*:429=0.1,retry-after=2; servicenow:*:latency=50ms;
 //	servicenow:PATCH /api/now/table:commit-lost=0.1
+//
+// Faults on the integration's writes only:
+//
+//	servicenow:POST:commit-lost=0.05,as=hyperproof.integration;
+//	hyperproof:POST:commit-lost=0.05,as=sandbox-integration
 //
 // Parse rejects a bad spec with a one-line error naming the clause and what
 // is wrong with it.

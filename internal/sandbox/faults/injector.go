@@ -34,6 +34,12 @@ type Vendor struct {
 	// Logf, when set, is told of every fault that fires (method, path and
 	// kind only).
 	Logf func(format string, args ...any)
+	// Caller names the identity a request acts as, for rules restricted
+	// with as= (Rule.As): the ServiceNow basic-auth user name, the OAuth
+	// client id of a Hyperproof bearer token. It must not consume the
+	// request body. "" = unknown. nil = the vendor cannot tell, and as=
+	// rules never match.
+	Caller func(r *http.Request) string
 }
 
 // Counts is how many faults of each kind fired.
@@ -206,12 +212,18 @@ type plan struct {
 // decide draws the rules for a request, counts what fires and drops rules
 // that are used up.
 func (in *Injector) decide(r *http.Request) plan {
+	// The caller is read before the injector's lock is taken: the vendor
+	// may take locks of its own to answer.
+	caller := ""
+	if in.v.Caller != nil {
+		caller = in.v.Caller(r)
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var p plan
 	kept := in.rules[:0]
 	for _, lr := range in.rules {
-		if (p.fault == nil || !lr.Kind.terminal()) && lr.matches(r, in.v.Scope) &&
+		if (p.fault == nil || !lr.Kind.terminal()) && lr.matches(r, in.v.Scope, caller) &&
 			(lr.Share >= 1 || lr.rng.Float64() < lr.Share) {
 			lr.fired++
 			in.counts[lr.Kind]++

@@ -272,3 +272,61 @@ func TestTokenExpiryHook(t *testing.T) {
 		t.Fatalf("expired %v", expired)
 	}
 }
+
+func TestAsRestrictsToOneCaller(t *testing.T) {
+	// The vendor tells the caller by a header here; the simulators use the
+	// basic-auth user or the bearer token's client.
+	byHeader := func(r *http.Request) string { return r.Header.Get("X-Caller") }
+	in := New(Vendor{Name: ServiceNow, Caller: byHeader})
+	if err := in.LoadString("seed=1; servicenow:GET:5xx,status=503,as=integration,times=2"); err != nil {
+		t.Fatal(err)
+	}
+	if r := in.Rules(); len(r) != 1 || r[0].As != "integration" || r[0].String() != "GET:5xx=1,status=503,times=2,as=integration" {
+		t.Fatalf("rules %v", r)
+	}
+	srv, b := serve(t, in)
+	do := func(s *httptest.Server, caller string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, s.URL+"/x", nil)
+		if caller != "" {
+			req.Header.Set("X-Caller", caller)
+		}
+		resp, err := s.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Other callers, and requests whose caller is unknown, pass and do not
+	// use up the rule's times.
+	for _, who := range []string{"alice", "", "alice", "integrationx"} {
+		if s := do(srv, who); s != 200 {
+			t.Fatalf("caller %q: %d, want 200", who, s)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if s := do(srv, "integration"); s != 503 {
+			t.Fatalf("integration request %d: %d, want 503", i, s)
+		}
+	}
+	if s := do(srv, "integration"); s != 200 {
+		t.Fatalf("after times=2: %d", s)
+	}
+	if got := in.Count(Kind5xx); got != 2 || b.served.Load() != 5 {
+		t.Fatalf("fired %d, served %d", got, b.served.Load())
+	}
+	// A vendor that cannot tell callers: as= rules never match.
+	blind := New(Vendor{Name: ServiceNow})
+	blind.MustAdd(Rule{Kind: Kind5xx, As: "integration"})
+	srv2, _ := serve(t, blind)
+	if s := do(srv2, "integration"); s != 200 {
+		t.Fatalf("vendor without Caller: %d", s)
+	}
+	// Identities the grammar could not write back are refused.
+	for _, bad := range []string{"a b", "a:b", "a,b"} {
+		if err := in.Add(Rule{Kind: Kind5xx, As: bad}); err == nil {
+			t.Fatalf("identity %q accepted", bad)
+		}
+	}
+}

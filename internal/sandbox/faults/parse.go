@@ -227,6 +227,11 @@ func parseItems(s string) ([]Rule, error) {
 				return nil, err
 			}
 			r.RetryAfter = d
+		case "as":
+			if err := checkCaller(value); err != nil {
+				return nil, err
+			}
+			r.As = value
 		case "hint":
 			if r.Kind != Kind429 {
 				return nil, fmt.Errorf("hint applies to 429 faults only")
@@ -240,7 +245,7 @@ func parseItems(s string) ([]Rule, error) {
 				return nil, fmt.Errorf("hint %q is not one of both, retry-after, reset", value)
 			}
 		default:
-			return nil, fmt.Errorf("unknown item %q (kinds: 5xx, 429, latency, reset, commit-lost, token-expiry; params: share, times, status, retry-after, hint)", key)
+			return nil, fmt.Errorf("unknown item %q (kinds: 5xx, 429, latency, reset, commit-lost, token-expiry; params: share, times, status, retry-after, hint, as)", key)
 		}
 	}
 	return rules, nil

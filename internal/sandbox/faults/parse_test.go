@@ -33,6 +33,15 @@ func TestParseGood(t *testing.T) {
 			hp:     []Rule{{Method: "GET", PathPrefix: "/v1/proof/", Kind: KindTokenExpiry, Share: 1, Times: 1}},
 		},
 		{
+			// as= restricts a rule to one caller identity.
+			spec: "servicenow:POST:commit-lost=0.05,as=hyperproof.integration;hyperproof:*:latency=20ms,share=0.5,as=sandbox-integration,429,retry-after=2,as=sandbox-integration",
+			sn:   []Rule{{Method: "POST", Kind: KindCommitLost, Share: 0.05, As: "hyperproof.integration"}},
+			hp: []Rule{
+				{Kind: KindLatency, Share: 0.5, Latency: 20 * time.Millisecond, As: "sandbox-integration"},
+				{Kind: Kind429, Share: 1, RetryAfter: 2 * time.Second, As: "sandbox-integration"},
+			},
+		},
+		{
 			// Several rules in one clause; a kind without value hits all.
 			spec: "servicenow:GET:reset,times=3,latency=1.5s,share=0.25,5xx=1,status=503",
 			sn: []Rule{
@@ -111,6 +120,10 @@ func TestParseBad(t *testing.T) {
 		"servicenow:*:reset,times=0":                "times \"0\" is not a positive integer",
 		"servicenow:*:reset,times=2,times=3":        "times given twice",
 		"servicenow:*:reset,times":                  "times needs a value",
+		"servicenow:*:reset,as=":                    "as= has no value",
+		"servicenow:*:reset,as=a b":                 "holds white space",
+		"servicenow:*:reset,as=a=b":                 "holds white space",
+		"servicenow:*:reset,as=x,as=y":              "as given twice",
 		"servicenow:*:reset,,5xx":                   "empty item",
 		"servicenow:*:reset,colour=red":             `unknown item "colour"`,
 		"servicenow:*:token-expiry":                 "token-expiry applies to hyperproof only",

@@ -60,6 +60,11 @@ type Rule struct {
 	// Times is how often the rule fires at most; 0 = no limit. A rule that
 	// has fired Times times is removed.
 	Times int
+	// As restricts the rule to the requests of one caller identity, as the
+	// vendor names it (Vendor.Caller): the ServiceNow basic-auth user name,
+	// the OAuth client id behind a Hyperproof bearer token. "" = every
+	// caller.
+	As string
 
 	Status     int           // Kind5xx: 500..599 (default 500); KindStatus: any (default 500)
 	RetryAfter time.Duration // Kind429: announced wait, rounded up to whole seconds (default 1s)
@@ -111,6 +116,9 @@ func (r Rule) String() string {
 	if r.Times > 0 {
 		fmt.Fprintf(&b, ",times=%d", r.Times)
 	}
+	if r.As != "" {
+		fmt.Fprintf(&b, ",as=%s", r.As)
+	}
 	return b.String()
 }
 
@@ -136,6 +144,9 @@ func (r *Rule) validate() error {
 	}
 	if r.Times < 0 {
 		return fmt.Errorf("times %d is negative", r.Times)
+	}
+	if err := checkCaller(r.As); err != nil {
+		return err
 	}
 	switch r.Kind {
 	case Kind5xx:
@@ -196,10 +207,24 @@ func isMethod(m string) bool {
 	return true
 }
 
+// checkCaller checks the identity of an as= restriction: no white space and
+// none of the spec's separators (",", ";", ":", "="), so that every rule can
+// be written back in the grammar.
+func checkCaller(as string) error {
+	if strings.ContainsAny(as, ",;:= \t\r\n") {
+		return fmt.Errorf("caller identity %q holds white space or one of , ; : =", as)
+	}
+	return nil
+}
+
 // matches tells whether the rule applies to r; scope is the vendor's scope
-// for rules without a path.
-func (r *Rule) matches(req *http.Request, scope string) bool {
+// for rules without a path, caller the identity the vendor read from the
+// request ("" = unknown, which an as= rule never matches).
+func (r *Rule) matches(req *http.Request, scope, caller string) bool {
 	if r.Method != "" && r.Method != req.Method {
+		return false
+	}
+	if r.As != "" && r.As != caller {
 		return false
 	}
 	prefix := r.PathPrefix

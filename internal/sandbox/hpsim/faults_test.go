@@ -3,6 +3,7 @@ package hpsim
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -66,5 +67,38 @@ func TestBadFaultSpecFailsNew(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 418 || sim.Faults().Count(faults.KindStatus) != 1 {
 		t.Fatalf("canned answer: %d", resp.StatusCode)
+	}
+}
+
+func TestFaultsAsOneClient(t *testing.T) {
+	// Faults restricted to the integration's client: the creator's personal
+	// client is never hit, neither on the API nor on the token endpoint.
+	f := start(t, Options{FaultSpec: "hyperproof:*:5xx,status=503,as=" + seed.IntegrationClientID +
+		";hyperproof:POST /oauth/token:5xx,status=502,as=" + seed.IntegrationClientID + ",times=1"})
+	creator := f.token(seed.CreatorClientID, seed.CreatorClientSecret)
+	for _, p := range []string{"/v1/taskstatuses", "/v1/users/me"} {
+		if s, _, raw := f.call(creator, "GET", p, nil, "", nil); s != 200 {
+			t.Fatalf("creator %s: %d %s", p, s, raw)
+		}
+	}
+	// The integration's token request is hit once (client id in the form),
+	// and the form still reaches the handler afterwards.
+	resp, err := http.PostForm(f.srv.URL+"/oauth/token", url.Values{"grant_type": {"client_credentials"},
+		"client_id": {seed.IntegrationClientID}, "client_secret": {seed.IntegrationClientSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 502 {
+		t.Fatalf("integration token request: %d, want 502", resp.StatusCode)
+	}
+	integration := f.token(seed.IntegrationClientID, seed.IntegrationClientSecret)
+	s, _, raw := f.call(integration, "GET", "/v1/taskstatuses", nil, "", nil)
+	wantError(t, s, raw, 503)
+	// An unknown token has no caller: not hit, refused by the simulator.
+	s, _, raw = f.call("not-a-token", "GET", "/v1/taskstatuses", nil, "", nil)
+	wantError(t, s, raw, 401)
+	if got := f.sim.Faults().Counts().String(); got != "5xx=2" {
+		t.Fatalf("counts %s", got)
 	}
 }

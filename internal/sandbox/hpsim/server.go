@@ -7,13 +7,16 @@
 package hpsim
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -319,7 +322,47 @@ func (s *Server) vendor() faults.Vendor {
 		},
 		ExpireToken: s.expireBearer,
 		Logf:        s.logf,
+		Caller:      s.caller,
 	}
+}
+
+// caller names who a request acts as, for as= fault rules: the OAuth client
+// id the bearer token was issued to, or on the token endpoint the client id
+// asking (HTTP basic or the form body, which is read and put back). "" when
+// it cannot be told.
+func (s *Server) caller(r *http.Request) string {
+	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if rec := s.tokens[strings.TrimSpace(tok)]; rec != nil {
+			return rec.clientID
+		}
+		return ""
+	}
+	if r.Method != http.MethodPost || r.URL.Path != "/oauth/token" {
+		return ""
+	}
+	if id, _, ok := r.BasicAuth(); ok {
+		return id
+	}
+	if r.Body == nil || !strings.HasPrefix(strings.ToLower(r.Header.Get("Content-Type")), "application/x-www-form-urlencoded") {
+		return ""
+	}
+	// The handler reads at most 64 KiB of the form; peek at as much, then
+	// hand the same bytes (and the rest) on.
+	head, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
+	if err != nil {
+		return ""
+	}
+	form, err := url.ParseQuery(string(head))
+	if err != nil {
+		return ""
+	}
+	return form.Get("client_id")
 }
 
 // expireBearer makes the access token of r expire now: the request in

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hpsync/internal/sandbox/faults"
+	"hpsync/internal/sandbox/seed"
 )
 
 func TestFaultSpecAnswersInServiceNowShapes(t *testing.T) {
@@ -61,5 +62,20 @@ func TestFaultsBeforeAuthentication(t *testing.T) {
 	}
 	if a := e.callAs("nobody", "x", "GET", "/api/now/table/sc_task", nil); a.status != http.StatusUnauthorized {
 		t.Fatalf("%d", a.status)
+	}
+}
+
+func TestFaultsAsOneUser(t *testing.T) {
+	// Faults restricted to the integration user: the assignee's requests
+	// are served.
+	e := newEnv(t, Options{FaultSpec: "servicenow:GET:5xx,status=503,as=" + seed.SNIntegrationUser})
+	if a := e.callAs(seed.SNAssigneeUser, seed.SNAssigneePassword, "GET", "/api/now/table/sys_user?sysparm_limit=1", nil); a.status != 200 {
+		t.Fatalf("assignee: %d %s", a.status, a.body)
+	}
+	if a := e.call("GET", "/api/now/table/sys_user?sysparm_limit=1", nil); a.status != 503 {
+		t.Fatalf("integration: %d", a.status)
+	}
+	if got := e.sim.Faults().Counts(); got[faults.Kind5xx] != 1 || len(got) != 1 {
+		t.Fatalf("counts %v", got)
 	}
 }

@@ -148,8 +148,16 @@ func (s *Server) vendor() faults.Vendor {
 			}
 			writeError(w, status, http.StatusText(status), strp("Transaction failed (fault injected by the sandbox)"))
 		},
-		Logf: s.logf,
+		Logf:   s.logf,
+		Caller: caller,
 	}
+}
+
+// caller names who a request acts as, for as= fault rules: the basic-auth
+// user name (whether or not the password is right).
+func caller(r *http.Request) string {
+	u, _, _ := r.BasicAuth()
+	return u
 }
 
 // Close waits for in-flight webhook posts (cancelling them) and removes the
