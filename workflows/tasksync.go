@@ -171,16 +171,16 @@ func TaskSync(ctx workflow.Context, in TaskSyncInput) error {
 }
 
 type taskSync struct {
-	in    TaskSyncInput
-	s     *TaskState
-	hpCh  workflow.ReceiveChannel
-	snCh  workflow.ReceiveChannel
-	rsCh  workflow.ReceiveChannel
-	ulCh  workflow.ReceiveChannel
+	in   TaskSyncInput
+	s    *TaskState
+	hpCh workflow.ReceiveChannel
+	snCh workflow.ReceiveChannel
+	rsCh workflow.ReceiveChannel
+	ulCh workflow.ReceiveChannel
 	// unlink is set when an operator unlinked the task.
 	unlink bool
-	hpDue bool // a Hyperproof hint is waiting
-	snDue bool // a ServiceNow hint is waiting
+	hpDue  bool // a Hyperproof hint is waiting
+	snDue  bool // a ServiceNow hint is waiting
 	// upserts is whether this run publishes search attributes (a version
 	// marker: runs recorded before them replay without).
 	upserts   bool
