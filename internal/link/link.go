@@ -92,6 +92,13 @@ func Link(ctx context.Context, c client.Client, hp *hyperproof.Client, m statusm
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		// A link that failed may be tried again; a running one is reused.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		// The UI's summary line; the workflow adds the ServiceNow number and
+		// the sync state as its current details.
+		StaticSummary: "Hyperproof task: " + task.Title,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.AttrHyperproofTaskID.ValueSet(req.HyperproofTaskID),
+			workflows.AttrSyncState.ValueSet(workflows.PhaseLinking),
+		),
 	}, workflows.TaskSyncWorkflowName, workflows.TaskSyncInput{
 		HyperproofTaskID: req.HyperproofTaskID, Table: req.Table, ExistingSysID: req.ExistingSysID,
 	})
