@@ -12,12 +12,12 @@ import (
 	"hpsync/workflows"
 )
 
-// TestRecordedHistoriesReplay replays every recorded history of the main
+// TestNonDeterminism_RecordedHistoriesReplay replays every recorded history of the main
 // paths (link, questions, submit, reopen, close, cancel, suspension and
 // resume, continue-as-new) on the current workflow code. A change that
 // alters the commands an old history recorded fails here; such a change goes
 // behind workflow.GetVersion. See the README for how to record them again.
-func TestRecordedHistoriesReplay(t *testing.T) {
+func TestNonDeterminism_RecordedHistoriesReplay(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
 	if err != nil {
 		t.Fatal(err)

@@ -94,7 +94,7 @@ func TestLinkExistingServiceNowTaskCarriesItsCommentsAndAttachmentsOnce(t *testi
 
 // ---- rule 2: questions both ways ----
 
-func TestServiceNowCommentReachesHyperproofOnceWithAuthorAndNeverBouncesBack(t *testing.T) {
+func TestEcho_ServiceNowCommentReachesHyperproofOnceWithAuthorAndNeverBouncesBack(t *testing.T) {
 	w := newWorld(hpInProgress)
 	s := newStory(t, w)
 	var snID string
@@ -123,7 +123,7 @@ func TestServiceNowCommentReachesHyperproofOnceWithAuthorAndNeverBouncesBack(t *
 	s.run(input())
 }
 
-func TestIntegrationsOwnServiceNowEntryIsNotCopiedToHyperproof(t *testing.T) {
+func TestEcho_IntegrationsOwnServiceNowEntryIsNotCopiedToHyperproof(t *testing.T) {
 	w := newWorld(hpInProgress)
 	s := newStory(t, w)
 	var ours, theirs string
@@ -141,7 +141,7 @@ func TestIntegrationsOwnServiceNowEntryIsNotCopiedToHyperproof(t *testing.T) {
 	s.run(input())
 }
 
-func TestHyperproofReplyReachesServiceNowOnceWithAuthorAndNeverBouncesBack(t *testing.T) {
+func TestEcho_HyperproofReplyReachesServiceNowOnceWithAuthorAndNeverBouncesBack(t *testing.T) {
 	w := newWorld(hpInProgress)
 	s := newStory(t, w)
 	var hpID string
@@ -168,7 +168,7 @@ func TestHyperproofReplyReachesServiceNowOnceWithAuthorAndNeverBouncesBack(t *te
 	s.run(input())
 }
 
-func TestTwoCommentsWithTheSameTextAreBothCarried(t *testing.T) {
+func TestLegitimateRepeats_TwoCommentsWithTheSameTextAreBothCarried(t *testing.T) {
 	w := newWorld(hpInProgress)
 	s := newStory(t, w)
 	var sn1, sn2, hp1, hp2 string
@@ -195,7 +195,7 @@ func TestTwoCommentsWithTheSameTextAreBothCarried(t *testing.T) {
 	s.run(input())
 }
 
-func TestDuplicateHintsGiveOneEffect(t *testing.T) {
+func TestDuplicateDelivery_HintsGiveOneEffect(t *testing.T) {
 	w := newWorld(hpInProgress)
 	s := newStory(t, w)
 	var snID, hpID string
@@ -344,7 +344,7 @@ func TestServiceNowMoveInsideOneGroupChangesNothingInHyperproof(t *testing.T) {
 	})
 }
 
-func TestUnmappedServiceNowStateKeepsHyperproofStatusAndShowsInStatus(t *testing.T) {
+func TestUnknownState_UnmappedServiceNowStateKeepsHyperproofStatusAndShowsInStatus(t *testing.T) {
 	w := newWorld(hpInProgress)
 	s := newStory(t, w)
 	s.serviceNowUser("99")
@@ -382,7 +382,7 @@ func TestUnmappedServiceNowStateKeepsHyperproofStatusAndShowsInStatus(t *testing
 
 // ---- rule 4: review ----
 
-func TestHyperproofBackToInProgressFromSubmittedMovesServiceNowToFirstInProgressAndAlertsOnce(t *testing.T) {
+func TestReopenLost_HyperproofBackToInProgressFromSubmittedMovesServiceNowToFirstInProgressAndAlertsOnce(t *testing.T) {
 	w := newWorld(hpInProgress)
 	s := newStory(t, w)
 	s.serviceNowUser("4")
@@ -502,7 +502,7 @@ func movesThatChanged(w *world, from string) []string {
 
 // ---- rule 6: suspension ----
 
-func TestNothingIsSyncedEitherWayWhileClosedOrCanceled(t *testing.T) {
+func TestClosedLoop_NothingIsSyncedEitherWayWhileClosedOrCanceled(t *testing.T) {
 	for _, suspendAs := range []string{hpClosed, hpCancelled} {
 		t.Run(suspendAs, func(t *testing.T) {
 			w := newWorld(hpInProgress)
@@ -662,7 +662,7 @@ func TestCloseReopenMoreProofCloseAgainPublishesEveryProofOnce(t *testing.T) {
 
 // ---- failures ----
 
-func TestNonRetryableActivityFailureShowsInLastErrorAndNextSignalRecovers(t *testing.T) {
+func TestPermanentErrors_NonRetryableActivityFailureShowsInLastErrorAndNextSignalRecovers(t *testing.T) {
 	type scenario struct {
 		activity string
 		setup    func(w *world) // the user's change whose sync fails
@@ -760,7 +760,7 @@ func countAlerts(w *world) int {
 
 // ---- continue-as-new ----
 
-func TestContinueAsNewCarriesStateWithItsLedgers(t *testing.T) {
+func TestHistoryLimits_ContinueAsNewCarriesStateWithItsLedgers(t *testing.T) {
 	w := newWorld(hpInProgress)
 	s := newStory(t, w)
 	var snID, hpID, attID string
@@ -839,7 +839,7 @@ func TestContinueAsNewCarriesStateWithItsLedgers(t *testing.T) {
 // in a loop, shows in the status query and once as a note on the Hyperproof
 // task, and the rest of the task's sync goes on; after the cause is fixed the
 // next hint completes the step.
-func TestRefusedTransitionShowsOnceAndTheRestOfTheSyncGoesOn(t *testing.T) {
+func TestRefusedTransition_ShowsOnceAndTheRestOfTheSyncGoesOn(t *testing.T) {
 	w := newWorld(hpInProgress)
 	s := newStory(t, w)
 	refusal := temporal.NewNonRetryableApplicationError("set servicenow state: HTTP 403: Operation Failed (data policy)", "HTTP403", nil)
@@ -874,6 +874,33 @@ func TestRefusedTransitionShowsOnceAndTheRestOfTheSyncGoesOn(t *testing.T) {
 		eq(t, "LastError after the fix", st.LastError, "")
 		eq(t, "Phase after the fix", st.Phase, workflows.PhaseActive)
 		eq(t, "comments still once", len(w.journal()), 1)
+	})
+	s.run(input())
+}
+
+// out of order (sync-faults.md): a hint is only a hint; the workflow acts
+// on the state it reads, so an older event arriving after a newer one does
+// not undo it.
+func TestOutOfOrder_HintsActOnTheCurrentState(t *testing.T) {
+	w := newWorld(hpInProgress)
+	s := newStory(t, w)
+	s.then(func() {
+		// The assignee completes and at once takes the task back; the
+		// hints for both changes arrive late and together.
+		w.setSNState("3")
+		w.setSNState("2")
+		s.hintSN()
+		s.hintSN()
+	})
+	s.check(func(st workflows.Status) {
+		eq(t, "Hyperproof status", w.hpStatusNow(), hpInProgress)
+		calls(t, w, "SetHyperproofStatus", 0)
+	})
+	s.then(func() { w.setSNState("3"); s.hintSN() })
+	s.then(func() { s.hintSN() }) // a stale duplicate after the newer change
+	s.check(func(st workflows.Status) {
+		eq(t, "Hyperproof status", w.hpStatusNow(), hpSubmitted)
+		eq(t, "status writes", strings.Join(w.statusWrites(), ","), "submitted")
 	})
 	s.run(input())
 }

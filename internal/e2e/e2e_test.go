@@ -344,3 +344,55 @@ func linkWith(ctx context.Context, s *stack, taskID, sysID string) (link.Result,
 		HyperproofTaskID: taskID, Table: s.cfg.ServiceNowTable, ExistingSysID: sysID, TaskQueue: s.cfg.TemporalTaskQueue,
 	})
 }
+
+// duplicate delivery (sync-faults.md): the same webhook three times, two of
+// them at once, gives one effect.
+func TestDuplicateDelivery_SameWebhookThreeTimes(t *testing.T) {
+	s := startStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	taskID, sn := s.linkedTask(t, ctx, "control", seed.ControlID)
+	if err := s.assignee.AddComment(ctx, sn.Table, sn.SysID, "delivered three times"); err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(fmt.Sprintf(`{"table":%q,"sys_id":%q}`, sn.Table, sn.SysID))
+	mac := hmac.New(sha256.New, []byte(s.cfg.WebhookSecret))
+	mac.Write(body)
+	sig := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	post := func() int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+s.cfg.WebhookAddr+"/webhooks/servicenow", bytes.NewReader(body))
+		req.Header.Set("X-Signature-256", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	codes := make(chan int, 3)
+	go func() { codes <- post() }()
+	go func() { codes <- post() }()
+	codes <- post()
+	for i := 0; i < 3; i++ {
+		if c := <-codes; c != http.StatusAccepted {
+			t.Errorf("delivery %d: %d, want 202", i, c)
+		}
+	}
+	eventually(t, "comment carried", 30*time.Second, func() (bool, error) {
+		return s.status(t, ctx, taskID).CommentsToHyperproof == 1, nil
+	})
+	time.Sleep(2 * time.Second)
+	cs, err := s.creator.ListComments(ctx, taskID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range cs {
+		if strings.Contains(c.Text, "delivered three times") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("comment in Hyperproof %d times, want once", n)
+	}
+}

@@ -116,9 +116,9 @@ func (s *stack) proofByName(ctx context.Context, taskID string) (map[string]stri
 	return out, nil
 }
 
-// TestProofExactness: every kind of file arrives byte for byte under its
+// TestBinaryCorruption_ProofExactness: every kind of file arrives byte for byte under its
 // own name (SHA-256 compared), and on close lands on a label target once.
-func TestProofExactness(t *testing.T) {
+func TestBinaryCorruption_ProofExactness(t *testing.T) {
 	s := startStack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -200,10 +200,10 @@ func (s *stack) status(t *testing.T, ctx context.Context, taskID string) workflo
 	return st
 }
 
-// TestLinkExistingAndRelink: linking an existing ServiceNow task carries its
+// TestHistoryBeforeLinking_LinkExistingAndRelink: linking an existing ServiceNow task carries its
 // comments and attachments once; unlinking (ending the workflow) and linking
 // again duplicates nothing on either side.
-func TestLinkExistingAndRelink(t *testing.T) {
+func TestHistoryBeforeLinking_LinkExistingAndRelink(t *testing.T) {
 	s := startStack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -273,11 +273,11 @@ func TestLinkExistingAndRelink(t *testing.T) {
 	}
 }
 
-// TestOversizeAndDeletedAtSource: a file over the size limit is not fetched,
+// TestLargeFiles_OversizeAndDeletedAtSource: a file over the size limit is not fetched,
 // a note names it and the limit on both tasks, the status query lists it and
 // the other files still go; a file deleted in ServiceNow after it became
 // proof stays in Hyperproof and is marked deleted at source.
-func TestOversizeAndDeletedAtSource(t *testing.T) {
+func TestLargeFiles_OversizeAndDeletedAtSource(t *testing.T) {
 	s := startStack(t, "HYPERPROOF_MAX_PROOF_BYTES", "1000")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -57,11 +57,11 @@ func record(t *testing.T, name string, hist *historypb.History) {
 	t.Logf("recorded %s (%d events)", name, len(hist.Events))
 }
 
-// TestPathsCancelResumeAndContinueAsNew drives the paths the demo story
+// TestSignalsAroundContinueAsNew_CancelResumeAndContinueAsNew drives the paths the demo story
 // does not: cancel, changes during suspension, resume with carry-over, and
 // continue-as-new with signals arriving around the hand-over. It checks
 // them end to end and records their histories when asked.
-func TestPathsCancelResumeAndContinueAsNew(t *testing.T) {
+func TestSignalsAroundContinueAsNew_CancelResumeAndContinueAsNew(t *testing.T) {
 	s := startStack(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

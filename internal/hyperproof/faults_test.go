@@ -37,7 +37,7 @@ func TestFault5xxIsRetryable(t *testing.T) {
 	}
 }
 
-func TestFault429HoldsBackEveryClientOfTheOrganisation(t *testing.T) {
+func TestRateLimits_429HoldsBackEveryClientOfTheOrganisation(t *testing.T) {
 	e := newEnv(t, hpsim.Options{})
 	// Default pacing; a key of its own so no other test shares the limiter.
 	a := e.configWith(t, hyperproof.Config{RateLimitKey: t.Name()})
@@ -145,7 +145,7 @@ func TestFaultLatencyResetAndCommitLost(t *testing.T) {
 	}
 }
 
-func TestConcurrent401sShareOneRefresh(t *testing.T) {
+func TestExpiringCredentials_Concurrent401sShareOneRefresh(t *testing.T) {
 	e := newEnv(t, hpsim.Options{})
 	hp := e.integration(t)
 	if _, err := hp.Me(ctx(t)); err != nil {
@@ -192,7 +192,7 @@ func bigProof(t *testing.T, hp *hyperproof.Client, taskID string, size int64) (h
 	return p, sum
 }
 
-func TestTokenExpiresMidDownload(t *testing.T) {
+func TestExpiringCredentials_TokenExpiresMidDownload(t *testing.T) {
 	e := newEnv(t, hpsim.Options{})
 	hp := e.integration(t)
 	taskID := e.sim.SeededTaskIDs()[0]
@@ -233,7 +233,7 @@ func TestTokenExpiresMidDownload(t *testing.T) {
 	}
 }
 
-func TestTokenExpiresMidUpload(t *testing.T) {
+func TestExpiringCredentials_TokenExpiresMidUpload(t *testing.T) {
 	e := newEnv(t, hpsim.Options{})
 	hp := e.integration(t)
 	taskID := e.sim.SeededTaskIDs()[0]

@@ -299,7 +299,7 @@ func sortedCopy(s []string) []string {
 	return out
 }
 
-func TestListTasksUpdatedSincePagesAndSameSecond(t *testing.T) {
+func TestPagination_ListTasksUpdatedSincePagesAndSameSecond(t *testing.T) {
 	e := newSimEnv(t, snsim.Options{MaxPageSize: 2})
 	c := e.client
 	mk := func(at time.Time, corr string) Task {

@@ -87,7 +87,7 @@ func TestFault5xxIsRetryable(t *testing.T) {
 	}
 }
 
-func TestFault429HoldsBackEveryClientOfTheInstance(t *testing.T) {
+func TestRateLimits_429HoldsBackEveryClientOfTheInstance(t *testing.T) {
 	e := newFaultEnv(t, "servicenow:GET /api/now/table/sys_user:429,retry-after=1,times=1")
 	a, b := e.client(t), e.client(t) // two clients, one instance: one limiter
 
@@ -211,7 +211,7 @@ func TestFaultResetIsANetworkError(t *testing.T) {
 	}
 }
 
-func TestFaultCommitLostWriteHappened(t *testing.T) {
+func TestRetryAfterAmbiguousFailure_CommitLostWriteHappened(t *testing.T) {
 	e := newFaultEnv(t, "servicenow:PATCH /api/now/table:commit-lost,times=1;servicenow:POST /api/now/table/sc_task:commit-lost=1,times=1")
 	c := e.client(t)
 

@@ -549,7 +549,7 @@ func TestWebhooks(t *testing.T) {
 	}
 }
 
-func TestAttachmentDoesNotTouchParent(t *testing.T) {
+func TestAttachmentNotBumpingTheParent_SimulatorLeavesParentAlone(t *testing.T) {
 	e := newEnv(t, Options{})
 	task := e.createTask("sc_task", map[string]any{"short_description": "x", "correlation_id": "hyperproof:p"})
 	id := task["sys_id"].(string)
