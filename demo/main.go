@@ -18,8 +18,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"hpsync/internal/codec"
 	"hpsync/internal/config"
 	"hpsync/internal/devserver"
 	"hpsync/internal/hyperproof"
@@ -67,6 +69,29 @@ func run() error {
 	// with the worker; the sandbox allows more than the production defaults.
 	setDefault("HYPERPROOF_REQUESTS_PER_SECOND", "50")
 	setDefault("SERVICENOW_REQUESTS_PER_SECOND", "50")
+	// Payloads are encrypted with a key kept in data/payload-keys (made on
+	// the first run), so the histories in data/temporal.db stay readable on
+	// the next run. PAYLOAD_KEYS set (to keys, or to nothing for no
+	// encryption) wins over the file.
+	keyFile := filepath.Join(dataDir, "payload-keys")
+	if _, ok := os.LookupEnv("PAYLOAD_KEYS"); !ok {
+		spec, created, err := codec.LoadOrCreateKeyFile(keyFile, "demo1")
+		if err != nil {
+			return err
+		}
+		if created {
+			fmt.Printf("made a payload encryption key in %s (keep it with data/temporal.db: histories written with it need it)\n", keyFile)
+			if _, err := os.Stat(filepath.Join(dataDir, "temporal.db")); err == nil {
+				fmt.Println("note: data/temporal.db is older than this key; if its histories were encrypted with a key that is gone, delete it")
+			}
+		}
+		os.Setenv("PAYLOAD_KEYS", spec)
+	}
+	if strings.TrimSpace(os.Getenv("PAYLOAD_KEYS")) != "" {
+		// The codec server for the dev server's UI (and the CLI).
+		setDefault("CODEC_ADDR", "127.0.0.1:8081")
+		setDefault("CODEC_CORS_ORIGIN", "http://127.0.0.1:8233,http://localhost:8233")
+	}
 	cfg, err := config.Load()
 	if err != nil {
 		return err
@@ -78,7 +103,7 @@ func run() error {
 		return err
 	}
 	defer logFile.Close()
-	log := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(workerapp.NewLogHandler(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}), cfg))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -157,6 +182,14 @@ func run() error {
 			fmt.Println(st)
 		}
 		fmt.Printf("\nTemporal UI: %s/namespaces/%s/workflows/%s\n", uiURL, cfg.TemporalNamespace, workflowID)
+		if ids := cfg.Keyring().IDs(); len(ids) > 0 {
+			fmt.Printf("payloads are encrypted (key %s)", ids[0])
+			if cfg.CodecAddr != "" {
+				fmt.Printf("; while a worker serves the codec server, the UI shows them with its codec server set to http://%s,\n"+
+					"  the CLI with: bin/temporal workflow show -w %s --codec-endpoint http://%s", cfg.CodecAddr, workflowID, cfg.CodecAddr)
+			}
+			fmt.Println()
+		}
 	}
 	if storyErr != nil {
 		return storyErr

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,12 +26,16 @@ var allVars = []string{
 	"STATUS_MAP_FILE", "WEBHOOK_ADDR", "WEBHOOK_SECRET",
 	"HYPERPROOF_POLL_INTERVAL", "SERVICENOW_POLL_INTERVAL", "SERVICENOW_SYNC_WORK_NOTES",
 	"SANDBOX", "SANDBOX_HYPERPROOF_ADDR", "SANDBOX_SERVICENOW_ADDR",
+	"PAYLOAD_KEYS", "CODEC_ADDR", "CODEC_CORS_ORIGIN", "METRICS_ADDR",
 }
 
 const (
 	clientSecret  = "hp-client-secret-7f3a"
 	snPassword    = "sn-password-9c1d"
 	webhookSecret = "webhook-secret-5e8b"
+	payloadKey    = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8w=" // 32 bytes
+	payloadKeyOld = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" // 32 bytes
+	shortKey      = "c2l4dGVlbiBieXRlIGtleQ=="                     // 16 bytes
 )
 
 // requiredEnv is the smallest production (non-sandbox) environment.
@@ -93,6 +98,7 @@ func TestLoadDefaults(t *testing.T) {
 		Sandbox:                     false,
 		SandboxHyperproofAddr:       "127.0.0.1:8091",
 		SandboxServiceNowAddr:       "127.0.0.1:8092",
+		MetricsAddr:                 "127.0.0.1:9464",
 		StatusMap:                   statusmap.Default(),
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -277,6 +283,27 @@ func TestLoadErrors(t *testing.T) {
 			"config: TEMPORAL_TASK_QUEUE must not be empty"},
 		{"bad SANDBOX_SERVICENOW_ADDR", map[string]string{"SANDBOX": "true", "SANDBOX_SERVICENOW_ADDR": "localhost"},
 			`config: SANDBOX_SERVICENOW_ADDR "localhost" must be host:port`},
+		{"PAYLOAD_KEYS without id", map[string]string{"PAYLOAD_KEYS": payloadKey},
+			"config: PAYLOAD_KEYS: key 1 is not written as id:base64-key"},
+		{"PAYLOAD_KEYS short key", map[string]string{"PAYLOAD_KEYS": "k2:" + payloadKey + ",k1:" + shortKey},
+			"config: PAYLOAD_KEYS: key 2 (k1): the key is 16 bytes, not 32; make one with: openssl rand -base64 32"},
+		{"PAYLOAD_KEYS not base64", map[string]string{"PAYLOAD_KEYS": "k1:" + payloadKey + "!"},
+			"config: PAYLOAD_KEYS: key 1 (k1): the key is not base64; make one with: openssl rand -base64 32"},
+		{"PAYLOAD_KEYS twice the same id", map[string]string{"PAYLOAD_KEYS": "k1:" + payloadKey + ",k1:" + payloadKey},
+			`config: PAYLOAD_KEYS: key 2: id "k1" is listed twice`},
+		{"CODEC_ADDR without keys", map[string]string{"CODEC_ADDR": "127.0.0.1:8081"},
+			"config: CODEC_ADDR is set but PAYLOAD_KEYS is empty (the codec server would have no key)"},
+		{"bad CODEC_ADDR", map[string]string{"PAYLOAD_KEYS": "k1:" + payloadKey, "CODEC_ADDR": "8081"},
+			`config: CODEC_ADDR "8081" must be host:port`},
+		{"CODEC_CORS_ORIGIN without CODEC_ADDR", map[string]string{"CODEC_CORS_ORIGIN": "http://localhost:8080"},
+			"config: CODEC_CORS_ORIGIN is set but CODEC_ADDR is empty (no codec server to answer the UI)"},
+		{"CODEC_CORS_ORIGIN with a path", map[string]string{"PAYLOAD_KEYS": "k1:" + payloadKey, "CODEC_ADDR": "0.0.0.0:8081",
+			"CODEC_CORS_ORIGIN": "http://localhost:8080,http://localhost:8080/namespaces"},
+			`config: CODEC_CORS_ORIGIN "http://localhost:8080/namespaces" must be an origin such as http://localhost:8080 (scheme and host, no path)`},
+		{"CODEC_CORS_ORIGIN star", map[string]string{"PAYLOAD_KEYS": "k1:" + payloadKey, "CODEC_ADDR": "0.0.0.0:8081", "CODEC_CORS_ORIGIN": "*"},
+			`config: CODEC_CORS_ORIGIN "*" must be an origin such as http://localhost:8080 (scheme and host, no path)`},
+		{"bad METRICS_ADDR", map[string]string{"METRICS_ADDR": "9464"},
+			`config: METRICS_ADDR "9464" must be host:port`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,7 +319,7 @@ func TestLoadErrors(t *testing.T) {
 			if strings.Contains(msg, "\n") {
 				t.Errorf("error is not one line: %q", msg)
 			}
-			for _, s := range []string{clientSecret, snPassword, webhookSecret} {
+			for _, s := range []string{clientSecret, snPassword, webhookSecret, payloadKey, shortKey} {
 				if strings.Contains(msg, s) {
 					t.Errorf("error shows a secret: %q", msg)
 				}
@@ -321,6 +348,7 @@ func TestStringHidesSecrets(t *testing.T) {
 	const urlPassword = "url-password-3b6e"
 	setEnv(t, requiredEnv, map[string]string{
 		"HYPERPROOF_API_URL": "https://proxy-user:" + urlPassword + "@api.hyperproof.app",
+		"PAYLOAD_KEYS":       "k2:" + payloadKey + ",k1:" + payloadKeyOld,
 	})
 	c, err := Load()
 	if err != nil {
@@ -343,9 +371,9 @@ func TestStringHidesSecrets(t *testing.T) {
 		"json.Marshal": marshalled.String(),
 	}
 	for name, out := range outputs {
-		secrets := []string{clientSecret, snPassword, webhookSecret, urlPassword}
+		secrets := []string{clientSecret, snPassword, webhookSecret, payloadKey, payloadKeyOld, urlPassword}
 		if name == "json.Marshal" {
-			secrets = secrets[:3] // json:"-" covers the secret fields; URLs are marshalled as they are
+			secrets = secrets[:5] // json:"-" covers the secret fields; URLs are marshalled as they are
 		}
 		for _, s := range secrets {
 			if strings.Contains(out, s) {
@@ -358,6 +386,7 @@ func TestStringHidesSecrets(t *testing.T) {
 		`HYPERPROOF_CLIENT_SECRET="[redacted]"`, `SERVICENOW_PASSWORD="[redacted]"`, `WEBHOOK_SECRET="[redacted]"`,
 		`HYPERPROOF_CLIENT_ID="client-id"`, `SERVICENOW_USERNAME="hyperproof.integration"`,
 		`TEMPORAL_ADDRESS="127.0.0.1:7233"`, `HYPERPROOF_API_URL="https://proxy-user:xxxxx@api.hyperproof.app"`, `STATUS_MAP_FILE="(built-in)"`, `SANDBOX="false"`,
+		`PAYLOAD_KEYS="k2:[redacted],k1:[redacted]"`, `CODEC_ADDR=""`, `METRICS_ADDR="127.0.0.1:9464"`,
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("String() lacks %s: %s", want, s)
@@ -365,5 +394,51 @@ func TestStringHidesSecrets(t *testing.T) {
 	}
 	if strings.Contains(s, "\n") {
 		t.Errorf("String() is not one line: %q", s)
+	}
+}
+
+func TestEncryptionAndMetricsSettings(t *testing.T) {
+	setEnv(t, requiredEnv, map[string]string{
+		"PAYLOAD_KEYS":      " k2:" + payloadKey + " , k1:" + payloadKeyOld,
+		"CODEC_ADDR":        "0.0.0.0:8081",
+		"CODEC_CORS_ORIGIN": "http://localhost:8080, https://temporal.example.com/",
+		"METRICS_ADDR":      "", // set but empty: metrics off
+	})
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Keyring().IDs(), ","); got != "k2,k1" {
+		t.Errorf("key ids %q, want k2,k1 (the first encrypts)", got)
+	}
+	if got := strings.Join(c.CodecOrigins(), " "); got != "http://localhost:8080 https://temporal.example.com" {
+		t.Errorf("origins %q", got)
+	}
+	if c.CodecAddr != "0.0.0.0:8081" || c.MetricsAddr != "" {
+		t.Errorf("CODEC_ADDR %q, METRICS_ADDR %q", c.CodecAddr, c.MetricsAddr)
+	}
+	secrets := c.Secrets()
+	for _, want := range []string{clientSecret, snPassword, webhookSecret, payloadKey, payloadKeyOld} {
+		if !slices.Contains(secrets, want) {
+			t.Errorf("Secrets() lacks %s", want)
+		}
+	}
+	if slices.Contains(secrets, "") {
+		t.Error("Secrets() holds an empty value")
+	}
+
+	// No PAYLOAD_KEYS: no encryption, an empty keyring, nothing to serve.
+	setEnv(t, requiredEnv, nil)
+	c, err = Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Keyring().Empty() || c.CodecAddr != "" || c.CodecCORSOrigin != "" {
+		t.Errorf("defaults: keys %v, CODEC_ADDR %q", c.Keyring().IDs(), c.CodecAddr)
+	}
+	// An invalid PAYLOAD_KEYS is still listed as a secret, key by key.
+	c.PayloadKeys = "k1:" + shortKey
+	if !slices.Contains(c.Secrets(), shortKey) {
+		t.Error("the key of an invalid PAYLOAD_KEYS is not a secret")
 	}
 }

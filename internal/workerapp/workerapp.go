@@ -24,12 +24,14 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"hpsync/activities"
+	"hpsync/internal/codec"
 	"hpsync/internal/config"
 	"hpsync/internal/hyperproof"
 	"hpsync/internal/ingest"
 	"hpsync/internal/sandbox/hpsim"
 	"hpsync/internal/sandbox/snsim"
 	"hpsync/internal/servicenow"
+	"hpsync/internal/telemetry"
 	"hpsync/workflows"
 )
 
@@ -73,7 +75,22 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Running
 		return nil, err
 	}
 
-	r.Client, err = Dial(ctx, cfg, log)
+	var sdkMetrics client.MetricsHandler
+	if cfg.MetricsAddr != "" {
+		m, err := telemetry.NewMetrics("hpsync-worker", func(err error) { log.Warn("temporal sdk metric", "error", err) })
+		if err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+		r.closers = append(r.closers, func() error { return m.Shutdown(context.Background()) })
+		sdkMetrics = m.TemporalMetricsHandler()
+		// Metrics are not worth stopping the sync for: a busy address is
+		// logged, and Prometheus shows the target down.
+		if err := r.listen(cfg.MetricsAddr, m.Handler()); err != nil {
+			log.Error("metrics endpoint not served", "error", fmt.Errorf("METRICS_ADDR: %w", err))
+		}
+	}
+
+	r.Client, err = dial(ctx, cfg, log, sdkMetrics)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +146,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Running
 			return nil, fmt.Errorf("WEBHOOK_ADDR: %w", err)
 		}
 	}
+	if cfg.CodecAddr != "" {
+		if err := r.listen(cfg.CodecAddr, codec.NewHTTPHandler(codec.New(cfg.Keyring()), cfg.CodecOrigins())); err != nil {
+			return nil, fmt.Errorf("CODEC_ADDR: %w", err)
+		}
+	}
+	encryption := "off"
+	if ids := cfg.Keyring().IDs(); len(ids) > 0 {
+		encryption = "key " + ids[0]
+	}
 	log.Info("worker started", "task_queue", cfg.TemporalTaskQueue, "temporal", cfg.TemporalAddress,
-		"webhook", cfg.WebhookAddr, "sandbox", cfg.Sandbox)
+		"webhook", cfg.WebhookAddr, "sandbox", cfg.Sandbox, "payload_encryption", encryption,
+		"codec_server", cfg.CodecAddr, "metrics", cfg.MetricsAddr)
 	return r, nil
 }
 
@@ -232,13 +259,23 @@ func CheckAPIs(ctx context.Context, hp *hyperproof.Client, sn *servicenow.Client
 	return nil
 }
 
-// Dial connects to Temporal and checks it answers.
+// Dial connects to Temporal and checks it answers. Payloads go through the
+// PAYLOAD_KEYS codec (encrypted when keys are set; unencrypted payloads of
+// older histories read as they are).
 func Dial(ctx context.Context, cfg config.Config, log *slog.Logger) (client.Client, error) {
-	c, err := client.DialContext(ctx, client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
-	})
+	return dial(ctx, cfg, log, nil)
+}
+
+// dial is Dial with the SDK's metrics sent to metrics (nil: none).
+func dial(ctx context.Context, cfg config.Config, log *slog.Logger, metrics client.MetricsHandler) (client.Client, error) {
+	opts := client.Options{
+		HostPort:       cfg.TemporalAddress,
+		Namespace:      cfg.TemporalNamespace,
+		Logger:         tlog.NewStructuredLogger(log.With("component", "temporal")),
+		MetricsHandler: metrics,
+	}
+	codec.New(cfg.Keyring()).ApplyTo(&opts)
+	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s (TEMPORAL_ADDRESS): %w", cfg.TemporalAddress, err)
 	}
@@ -272,6 +309,16 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("register search attributes in namespace %s: %w", namespace, err)
 	}
 	return nil
+}
+
+// NewLogHandler wraps inner for the worker's logs: the secrets of cfg (and
+// any password, token or Authorization value) are redacted, and lines of a
+// task workflow or its activities carry hyperproof_task_id.
+func NewLogHandler(inner slog.Handler, cfg config.Config) slog.Handler {
+	return telemetry.NewLogHandler(inner, telemetry.LogOptions{
+		Secrets:              cfg.Secrets(),
+		TaskIDFromWorkflowID: workflows.TaskIDFromWorkflowID,
+	})
 }
 
 // StartPollers starts the two poller workflows unless they already run.
