@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"hpsync/internal/hyperproof"
 	"hpsync/internal/servicenow"
 	"hpsync/internal/statusmap"
+	"hpsync/internal/telemetry"
 )
 
 // Side names the system a hint is about.
@@ -85,17 +85,31 @@ func classify(op string, err error) error {
 	case errors.As(err, &hp):
 		status, retryable, after = hp.StatusCode, hp.Retryable(), hp.RetryAfter
 	default:
-		var ne net.Error
-		if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%s: %w", op, err)
-		}
+		telemetry.Error(context.Background(), "network")
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	msg := fmt.Sprintf("%s: %v", op, err)
+	telemetry.Error(context.Background(), errorKind(sn != nil, status))
 	if !retryable {
 		return temporal.NewApplicationErrorWithOptions(msg, fmt.Sprintf("HTTP%d", status), temporal.ApplicationErrorOptions{NonRetryable: true})
 	}
 	return temporal.NewApplicationErrorWithOptions(msg, fmt.Sprintf("HTTP%d", status), temporal.ApplicationErrorOptions{NextRetryDelay: after})
+}
+
+// errorKind is the errors metric's label: the API and the class of answer.
+func errorKind(serviceNow bool, status int) string {
+	api := "hyperproof"
+	if serviceNow {
+		api = "servicenow"
+	}
+	switch {
+	case status == 429:
+		return api + "_http_429"
+	case status >= 500:
+		return api + "_http_5xx"
+	default:
+		return api + "_http_4xx"
+	}
 }
 
 func isNotFound(err error) bool {
@@ -312,6 +326,7 @@ func (a *Activities) MoveServiceNow(ctx context.Context, req MoveServiceNowReque
 	if _, err := a.SN.UpdateTask(ctx, req.Table, req.SysID, map[string]string{"state": first}); err != nil {
 		return MoveResult{}, classify("set servicenow state", err)
 	}
+	telemetry.ItemSynced(ctx, telemetry.KindStatus, telemetry.DirectionToServiceNow)
 	return MoveResult{State: first, Changed: true}, nil
 }
 
@@ -332,6 +347,7 @@ func (a *Activities) SetHyperproofStatus(ctx context.Context, req SetHyperproofS
 	if _, err := a.HP.SetTaskStatus(ctx, req.HyperproofTaskID, id); err != nil {
 		return classify("set hyperproof status", err)
 	}
+	telemetry.ItemSynced(ctx, telemetry.KindStatus, telemetry.DirectionToHyperproof)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hpsync/internal/hyperproof"
+	"hpsync/internal/telemetry"
 )
 
 // Markers the integration puts at the end of what it writes into ServiceNow.
@@ -109,6 +110,8 @@ func (a *Activities) CopyCommentToHyperproof(ctx context.Context, req CopyToHype
 	if err != nil {
 		return "", classify("add hyperproof comment", err)
 	}
+	telemetry.ItemSynced(ctx, telemetry.KindComment, telemetry.DirectionToHyperproof)
+	telemetry.SyncLatency(ctx, telemetry.KindComment, time.Since(req.Comment.CreatedOn))
 	return c.ID, nil
 }
 
@@ -186,6 +189,8 @@ func (a *Activities) CopyCommentToServiceNow(ctx context.Context, req CopyToServ
 	if err := a.SN.AddComment(ctx, req.Table, req.SysID, text); err != nil {
 		return classify("add servicenow comment", err)
 	}
+	telemetry.ItemSynced(ctx, telemetry.KindComment, telemetry.DirectionToServiceNow)
+	telemetry.SyncLatency(ctx, telemetry.KindComment, time.Since(req.Comment.CreatedOn))
 	return nil
 }
 

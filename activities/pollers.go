@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"hpsync/internal/telemetry"
 )
 
 // PollWindow is how long one poller activity keeps polling before it hands
@@ -57,7 +59,7 @@ type ServiceNowPollState struct {
 
 // runPollLoop calls cycle every interval until the window ends, heartbeating
 // the state so a retried activity resumes from the last cycle.
-func runPollLoop[S any](ctx context.Context, state *S, interval time.Duration, cycle func(context.Context, *S) error) (S, error) {
+func runPollLoop[S any](ctx context.Context, side string, state *S, interval time.Duration, cycle func(context.Context, *S) error) (S, error) {
 	if activity.HasHeartbeatDetails(ctx) {
 		var saved S
 		if err := activity.GetHeartbeatDetails(ctx, &saved); err == nil {
@@ -66,8 +68,13 @@ func runPollLoop[S any](ctx context.Context, state *S, interval time.Duration, c
 	}
 	deadline := time.Now().Add(PollWindow)
 	for {
+		started := time.Now()
 		if err := cycle(ctx, state); err != nil {
 			activity.GetLogger(ctx).Warn("poll cycle failed; next cycle retries", "error", err)
+			telemetry.Error(ctx, "poll_"+side)
+		} else {
+			// Lag: how far behind now the poller's view is after a cycle.
+			telemetry.PollerLag(side, time.Since(started)+interval)
 		}
 		activity.RecordHeartbeat(ctx, *state)
 		next := time.Now().Add(interval)
@@ -94,7 +101,7 @@ func runPollLoop[S any](ctx context.Context, state *S, interval time.Duration, c
 
 // PollHyperproof runs the Hyperproof poll loop for one window.
 func (a *Activities) PollHyperproof(ctx context.Context, state HyperproofPollState) (HyperproofPollState, error) {
-	return runPollLoop(ctx, &state, a.HyperproofPollInterval, a.hyperproofCycle)
+	return runPollLoop(ctx, telemetry.SideHyperproof, &state, a.HyperproofPollInterval, a.hyperproofCycle)
 }
 
 func (a *Activities) hint(ctx context.Context, taskID string, side Side) error {
@@ -220,7 +227,7 @@ func (a *Activities) hyperproofCycle(ctx context.Context, st *HyperproofPollStat
 // updated since the cursor, and attachments added since the cursor (adding
 // an attachment does not touch the parent record).
 func (a *Activities) PollServiceNow(ctx context.Context, state ServiceNowPollState) (ServiceNowPollState, error) {
-	return runPollLoop(ctx, &state, a.ServiceNowPollInterval, a.serviceNowCycle)
+	return runPollLoop(ctx, telemetry.SideServiceNow, &state, a.ServiceNowPollInterval, a.serviceNowCycle)
 }
 
 // HyperproofTaskOf reads the Hyperproof task id out of a ServiceNow

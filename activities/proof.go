@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"hpsync/internal/hyperproof"
+	"hpsync/internal/telemetry"
 )
 
 // ListServiceNowAttachments lists the attachments of the ServiceNow task
@@ -122,6 +123,8 @@ func (a *Activities) CopyAttachmentToHyperproof(ctx context.Context, req CopyAtt
 	}
 	rec.HyperproofID = proof.ID
 	rec.ReachedAt = time.Now().UTC()
+	telemetry.ItemSynced(ctx, telemetry.KindAttachment, telemetry.DirectionToHyperproof)
+	telemetry.SyncLatency(ctx, telemetry.KindAttachment, rec.ReachedAt.Sub(att.CreatedOn))
 	return rec, nil
 }
 
@@ -197,6 +200,7 @@ func (a *Activities) publishOne(ctx context.Context, task hyperproof.Task, p hyp
 	if up.Size != hr.n || (p.Size > 0 && p.Size != hr.n) {
 		return fmt.Errorf("size mismatch publishing %s: task proof %d, read %d, target stored %d", p.Filename, p.Size, hr.n, up.Size)
 	}
+	telemetry.ItemSynced(ctx, telemetry.KindProof, telemetry.DirectionToHyperproof)
 	return nil
 }
 

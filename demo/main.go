@@ -118,9 +118,11 @@ func run() error {
 		}
 		port, _ := strconv.Atoi(portStr)
 		fmt.Printf("starting the Temporal dev server on %s (database %s)\n", cfg.TemporalAddress, filepath.Join(dataDir, "temporal.db"))
-		srv, err := devserver.Start(ctx, devserver.Options{
-			Port: port, UIPort: 8233, DBFile: filepath.Join(dataDir, "temporal.db"), Log: logFile,
-		})
+		opts := devserver.Options{Port: port, UIPort: 8233, DBFile: filepath.Join(dataDir, "temporal.db"), Log: logFile}
+		if cfg.CodecAddr != "" {
+			opts.UICodecEndpoint = "http://" + cfg.CodecAddr
+		}
+		srv, err := devserver.Start(ctx, opts)
 		if err != nil {
 			return err
 		}
@@ -185,8 +187,9 @@ func run() error {
 		if ids := cfg.Keyring().IDs(); len(ids) > 0 {
 			fmt.Printf("payloads are encrypted (key %s)", ids[0])
 			if cfg.CodecAddr != "" {
-				fmt.Printf("; while a worker serves the codec server, the UI shows them with its codec server set to http://%s,\n"+
-					"  the CLI with: bin/temporal workflow show -w %s --codec-endpoint http://%s", cfg.CodecAddr, workflowID, cfg.CodecAddr)
+				fmt.Printf("; the UI (pointed at the codec server http://%s) and the CLI\n"+
+					"  (bin/temporal workflow show -w %s --codec-endpoint http://%s) show them decrypted while a worker serves it",
+					cfg.CodecAddr, workflowID, cfg.CodecAddr)
 			}
 			fmt.Println()
 		}

@@ -69,7 +69,10 @@ type Options struct {
 	Port   int    // frontend port; 0 picks a free one
 	UIPort int    // Web UI port; 0 picks a free one; -1 turns the UI off
 	DBFile string // "" keeps everything in memory
-	Log    io.Writer
+	// UICodecEndpoint points the Web UI at a codec server, so it shows
+	// encrypted payloads decrypted.
+	UICodecEndpoint string
+	Log             io.Writer
 }
 
 // Server is a running dev server.
@@ -104,6 +107,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		args = append(args, "--ui-port", strconv.Itoa(opts.UIPort))
 		s.UIURL = fmt.Sprintf("http://127.0.0.1:%d", opts.UIPort)
+		if opts.UICodecEndpoint != "" {
+			args = append(args, "--ui-codec-endpoint", opts.UICodecEndpoint)
+		}
 	}
 	if opts.DBFile != "" {
 		if err := os.MkdirAll(filepath.Dir(opts.DBFile), 0o755); err != nil {
