@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"hpsync/internal/ratelimit"
 )
 
 // Default endpoints (US region).
@@ -79,7 +81,7 @@ type Client struct {
 	clientID string
 	secret   string
 	tokens   *tokenSwitch
-	limiter  *orgLimiter
+	limiter  *ratelimit.Limiter
 }
 
 // New returns a Client. It does not contact Hyperproof; call Me to check the
@@ -153,7 +155,7 @@ func New(cfg Config) (*Client, error) {
 		clientID: cfg.ClientID,
 		secret:   cfg.ClientSecret,
 		tokens:   sw,
-		limiter:  sharedLimiter(limiterKey(base, cfg.RateLimitKey), perSecond, burst),
+		limiter:  ratelimit.Shared(limiterKey(base, cfg.RateLimitKey), perSecond, burst),
 		// The bearer header is set per request (do), so that a 401 can be
 		// tied to the token that got it.
 		http: &http.Client{
@@ -170,7 +172,7 @@ func New(cfg Config) (*Client, error) {
 // organisation waits because the API asked for it (429 Retry-After,
 // X-RateLimit-Reset, "Try again in N seconds"); zero when nothing is held
 // back.
-func (c *Client) BlockedUntil() time.Time { return c.limiter.until() }
+func (c *Client) BlockedUntil() time.Time { return c.limiter.BlockedUntil() }
 
 func parseHTTPURL(name, raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
@@ -241,7 +243,7 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 	}
 	replayable := r.body == nil
 	for attempt := 1; ; attempt++ {
-		if err := c.limiter.wait(ctx); err != nil {
+		if err := c.waitTurn(ctx); err != nil {
 			return nil, err
 		}
 		tok, gen, err := c.tokens.token()
@@ -271,12 +273,12 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 			return nil, redactedError{msg: redact(fmt.Sprintf("hyperproof: %s %s: %v", r.method, r.path, unwrapURLError(err)), c.secret), cause: err}
 		}
 		if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
-			c.limiter.observe(resp.Header, nil)
+			c.observe(resp.Header, nil)
 			return resp, nil
 		}
 		apiErr := newAPIError(resp)
 		apiErr.Message = redact(apiErr.Message, c.secret)
-		c.limiter.observe(resp.Header, apiErr)
+		c.observe(resp.Header, apiErr)
 		if resp.StatusCode == http.StatusUnauthorized {
 			// The token was refused before it expired (revoked, or the
 			// server's clock differs): drop it, and try once more with a

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"hpsync/internal/ratelimit"
 )
 
 // pageSize is the sysparm_limit the client asks for on every list call; the
@@ -59,7 +61,7 @@ type Client struct {
 	username string
 	password string
 	hc       *http.Client
-	limiter  *instanceLimiter
+	limiter  *ratelimit.Limiter
 }
 
 // New validates cfg and returns a client.
@@ -101,14 +103,14 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		base: u, username: cfg.Username, password: cfg.Password, hc: hc,
-		limiter: sharedLimiter(limiterKey(u), perSecond, burst),
+		limiter: ratelimit.Shared(limiterKey(u), perSecond, burst),
 	}, nil
 }
 
 // BlockedUntil is the time until which every request to the instance waits
 // because the instance asked for it (429 Retry-After, X-RateLimit-Reset);
 // zero when nothing is held back.
-func (c *Client) BlockedUntil() time.Time { return c.limiter.until() }
+func (c *Client) BlockedUntil() time.Time { return c.limiter.BlockedUntil() }
 
 func defaultHTTPClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -156,7 +158,7 @@ func readValues(fields string) url.Values {
 // caller owns resp.Body. A 429 (or an answer with no requests remaining)
 // holds back every client of the instance for the time it names.
 func (c *Client) do(ctx context.Context, method, rawURL string, body io.Reader, header http.Header) (*http.Response, error) {
-	if err := c.limiter.wait(ctx); err != nil {
+	if err := c.waitTurn(ctx); err != nil {
 		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, body)
@@ -177,10 +179,10 @@ func (c *Client) do(ctx context.Context, method, rawURL string, body io.Reader, 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		apiErr := c.apiError(resp)
-		c.limiter.observe(resp, apiErr)
+		c.observe(resp, apiErr)
 		return nil, apiErr
 	}
-	c.limiter.observe(resp, nil)
+	c.observe(resp, nil)
 	return resp, nil
 }
 
