@@ -603,14 +603,13 @@ func (w *taskSync) applyServiceNowChange(ctx workflow.Context, snap activities.S
 	if snap.ServiceNowState == w.s.ServiceNowState {
 		return nil
 	}
-	sameGroup := snap.ServiceNowGroup == w.s.ServiceNowGroup
-	record := func() error {
-		w.s.ServiceNowState = snap.ServiceNowState
-		w.setGroup(snap)
+	// Only Hyperproof closes a task: while it is Closed or Canceled (also
+	// when the close is not fully applied yet) ServiceNow changes are only
+	// recorded.
+	closed := snap.HyperproofStatus == hpClosed || snap.HyperproofStatus == hpCancelled
+	if w.s.Suspended || closed || snap.ServiceNowGroup == w.s.ServiceNowGroup {
+		w.recordServiceNowState(snap)
 		return nil
-	}
-	if w.s.Suspended || sameGroup {
-		return record()
 	}
 	var target string
 	switch snap.ServiceNowGroup {
@@ -624,20 +623,28 @@ func (w *taskSync) applyServiceNowChange(ctx workflow.Context, snap activities.S
 		w.log.Warn("servicenow state is in no group of the status map; hyperproof status kept", "state", snap.ServiceNowState)
 		w.hop(ctx, Hop{Kind: HopStatus, Direction: ToHyperproof, SourceID: snap.ServiceNowState, Outcome: OutcomeSkipped,
 			Why: "state is in no group of the status map"})
-		return record()
+		w.recordServiceNowState(snap)
+		return nil
 	}
-	if target == w.s.HyperproofStatus {
-		return record()
+	if target != w.s.HyperproofStatus {
+		if err := workflow.ExecuteActivity(apiOptions(ctx), act.SetHyperproofStatus, activities.SetHyperproofStatusRequest{
+			HyperproofTaskID: w.s.HyperproofTaskID, StatusType: target,
+		}).Get(ctx, nil); err != nil {
+			return err // the state is not recorded: the next round tries again
+		}
+		w.s.HyperproofStatus = target
+		w.hop(ctx, Hop{Kind: HopStatus, Direction: ToHyperproof, SourceID: snap.ServiceNowState, Outcome: OutcomeWritten,
+			Why: "Hyperproof set to " + target})
 	}
-	if err := workflow.ExecuteActivity(apiOptions(ctx), act.SetHyperproofStatus, activities.SetHyperproofStatusRequest{
-		HyperproofTaskID: w.s.HyperproofTaskID, StatusType: target,
-	}).Get(ctx, nil); err != nil {
-		return err
-	}
-	w.s.HyperproofStatus = target
-	w.hop(ctx, Hop{Kind: HopStatus, Direction: ToHyperproof, SourceID: snap.ServiceNowState, Outcome: OutcomeWritten,
-		Why: "Hyperproof set to " + target})
-	return record()
+	w.recordServiceNowState(snap)
+	return nil
+}
+
+// recordServiceNowState remembers the state seen, so only a later
+// difference counts as a ServiceNow change.
+func (w *taskSync) recordServiceNowState(snap activities.Snapshot) {
+	w.s.ServiceNowState = snap.ServiceNowState
+	w.setGroup(snap)
 }
 
 // syncContent carries new comments both ways and new attachments into

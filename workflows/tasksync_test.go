@@ -904,3 +904,32 @@ func TestOutOfOrder_HintsActOnTheCurrentState(t *testing.T) {
 	})
 	s.run(input())
 }
+
+// Only Hyperproof closes a task: when the close could not be carried to
+// ServiceNow (refused), a ServiceNow change made meanwhile must not reopen
+// or resubmit the Hyperproof task.
+func TestRefusedTransition_CloseRefusedByServiceNowIsNotUndoneByServiceNowChanges(t *testing.T) {
+	w := newWorld(hpInProgress)
+	s := newStory(t, w)
+	s.then(func() {
+		w.failWith("MoveServiceNow", temporal.NewNonRetryableApplicationError("Operation Failed (business rule)", "HTTP403", nil))
+		w.setHPStatus(hpClosed)
+		s.hintHP()
+	})
+	s.then(func() { w.setSNState("-5"); s.hintSN() }) // the assignee moves it meanwhile
+	s.check(func(st workflows.Status) {
+		eq(t, "Hyperproof status", w.hpStatusNow(), hpClosed)
+		calls(t, w, "SetHyperproofStatus", 0)
+		eq(t, "problems", len(st.Problems), 1)
+		w.failWith("MoveServiceNow", nil)
+		s.hintHP()
+	})
+	s.check(func(st workflows.Status) {
+		eq(t, "Hyperproof status", w.hpStatusNow(), hpClosed)
+		eq(t, "suspended", st.Suspended, true)
+		eq(t, "ServiceNow state", w.snState(), "3")
+		eq(t, "problems", len(st.Problems), 0)
+		calls(t, w, "SetHyperproofStatus", 0)
+	})
+	s.run(input())
+}
