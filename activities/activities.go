@@ -306,7 +306,7 @@ func (a *Activities) ReadSnapshot(ctx context.Context, req SnapshotRequest) (Sna
 		return Snapshot{}, classify("read servicenow task", err)
 	}
 	g, _ := a.StatusMap.GroupOf(req.Table, t.State)
-	return Snapshot{HyperproofStatus: typ, ServiceNowState: t.State, ServiceNowGroup: string(g), ReadAt: time.Now().UTC()}, nil
+	return Snapshot{HyperproofStatus: typ, HyperproofUpdatedOn: task.UpdatedOn, ServiceNowState: t.State, ServiceNowGroup: string(g), ReadAt: time.Now().UTC()}, nil
 }
 
 // MoveServiceNow moves the ServiceNow task to the first state of a group,
@@ -343,6 +343,9 @@ func (a *Activities) SetHyperproofStatus(ctx context.Context, req SetHyperproofS
 	}
 	if task.TaskStatusID == id {
 		return nil
+	}
+	if !req.ReadUpdatedOn.IsZero() && !task.UpdatedOn.Equal(req.ReadUpdatedOn) {
+		return temporal.NewNonRetryableApplicationError("hyperproof task changed since it was read; status not written", ErrSuperseded, nil)
 	}
 	if _, err := a.HP.SetTaskStatus(ctx, req.HyperproofTaskID, id); err != nil {
 		return classify("set hyperproof status", err)

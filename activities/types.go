@@ -33,7 +33,10 @@ type LinkResult struct {
 // Signals are hints; decisions are made on snapshots.
 type Snapshot struct {
 	HyperproofStatus string // status type: notStarted, inProgress, submitted, closed, cancelled
-	ServiceNowState  string // raw state value
+	// HyperproofUpdatedOn is the task's version stamp when it was read; a
+	// status write is made only while it is unchanged.
+	HyperproofUpdatedOn time.Time `json:",omitzero"`
+	ServiceNowState     string    // raw state value
 	// ServiceNowGroup is the status-map group of ServiceNowState under the
 	// worker's current map, "" when the state is in no group.
 	ServiceNowGroup string
@@ -154,7 +157,16 @@ type MoveResult struct {
 type SetHyperproofStatusRequest struct {
 	HyperproofTaskID string
 	StatusType       string
+	// ReadUpdatedOn is the task's updatedOn the decision was made on. When
+	// the task changed since (the creator acted, or an earlier attempt's
+	// write landed without its answer), the write is not made and
+	// ErrSuperseded is returned, so a retry never overwrites the creator.
+	ReadUpdatedOn time.Time `json:",omitzero"`
 }
+
+// ErrSuperseded is the error type of a write not made because the record
+// changed since the decision was made.
+const ErrSuperseded = "Superseded"
 
 // PublishRequest adds the task's proof to its target object's Proof tab.
 type PublishRequest struct {

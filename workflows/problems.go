@@ -37,6 +37,11 @@ func isRefusal(err error) bool {
 	return errors.As(err, &appErr) && appErr.NonRetryable()
 }
 
+func isSuperseded(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == activities.ErrSuperseded
+}
+
 func errorMessage(err error) string {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {

@@ -627,9 +627,20 @@ func (w *taskSync) applyServiceNowChange(ctx workflow.Context, snap activities.S
 		return nil
 	}
 	if target != w.s.HyperproofStatus {
-		if err := workflow.ExecuteActivity(apiOptions(ctx), act.SetHyperproofStatus, activities.SetHyperproofStatusRequest{
-			HyperproofTaskID: w.s.HyperproofTaskID, StatusType: target,
-		}).Get(ctx, nil); err != nil {
+		err := workflow.ExecuteActivity(apiOptions(ctx), act.SetHyperproofStatus, activities.SetHyperproofStatusRequest{
+			HyperproofTaskID: w.s.HyperproofTaskID, StatusType: target, ReadUpdatedOn: snap.HyperproofUpdatedOn,
+		}).Get(ctx, nil)
+		if isSuperseded(err) {
+			// The task changed since it was read: the creator acted, or an
+			// earlier attempt's write landed without its answer. Take the
+			// write as made and read again at once, so whatever the creator
+			// did afterwards is seen as the creator's change, never undone.
+			w.s.HyperproofStatus = target
+			w.recordServiceNowState(snap)
+			w.hpDue = true
+			return nil
+		}
+		if err != nil {
 			return err // the state is not recorded: the next round tries again
 		}
 		w.s.HyperproofStatus = target

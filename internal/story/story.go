@@ -96,6 +96,14 @@ type Outcome struct {
 	Files    []FileSum
 	Actions  int
 	Reopens  int
+	// CreatorStatus and AssigneeState are the last Hyperproof status type
+	// the creator set and the last ServiceNow state the assignee set ("" =
+	// none yet): what a sync must never overwrite.
+	CreatorStatus string
+	AssigneeState string
+	// LastStatusBy is the side of the last status change a user made
+	// (SideHyperproof: the creator, SideServiceNow: the assignee).
+	LastStatusBy string
 }
 
 type file struct {
@@ -400,6 +408,7 @@ func (r *runner) assigneeCompletes(ctx context.Context, state string) error {
 		return fmt.Errorf("assignee completes the ServiceNow task: %w", err)
 	}
 	r.out.Actions++
+	r.out.AssigneeState, r.out.LastStatusBy = state, SideServiceNow
 	err := r.await(ctx, "the Hyperproof task Submitted", func(ctx context.Context) (bool, error) {
 		typ, err := r.statusType(ctx)
 		return typ == hyperproof.StatusSubmitted, err
@@ -422,6 +431,7 @@ func (r *runner) creatorReopens(ctx context.Context, why string) error {
 		return fmt.Errorf("creator sets the task back to In progress: %w", err)
 	}
 	r.out.Actions++
+	r.out.CreatorStatus, r.out.LastStatusBy = hyperproof.StatusInProgress, SideHyperproof
 	r.out.Reopens++
 	err := r.await(ctx, "the ServiceNow task back in Work in Progress with a more-work-needed alert", func(ctx context.Context) (bool, error) {
 		t, err := r.env.Assignee.GetTask(ctx, r.table, r.sysID)
@@ -453,6 +463,7 @@ func (r *runner) creatorCloses(ctx context.Context, files []file) error {
 		return fmt.Errorf("creator closes the task: %w", err)
 	}
 	r.out.Actions++
+	r.out.CreatorStatus, r.out.LastStatusBy = hyperproof.StatusClosed, SideHyperproof
 	err := r.await(ctx, "every proof once on the control's Proof tab", func(ctx context.Context) (bool, error) {
 		ps, err := r.env.Creator.ListProof(ctx, "control", seed.ControlID)
 		if err != nil {
