@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"hpsync/internal/servicenow"
 	"hpsync/internal/statusmap"
@@ -27,7 +28,11 @@ type MapReport struct {
 func CheckMap(ctx context.Context, sn *servicenow.Client, m statusmap.Map) (MapReport, error) {
 	rep := MapReport{Unknown: map[string][]string{}, Ungrouped: map[string][]string{}}
 	for _, table := range m.Tables() {
-		choices, err := sn.ListChoices(ctx, table, "state")
+		var choices []servicenow.Choice
+		err := untilSettled(ctx, func() (err error) {
+			choices, err = sn.ListChoices(ctx, table, "state")
+			return err
+		})
 		if err != nil {
 			return rep, fmt.Errorf("read the state choices of %s: %w", table, err)
 		}
@@ -70,6 +75,8 @@ func (r MapReport) Err() error {
 // CheckStatusMap runs CheckMap at start: unknown states stop the worker,
 // states in no group are logged.
 func CheckStatusMap(ctx context.Context, sn *servicenow.Client, m statusmap.Map, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	rep, err := CheckMap(ctx, sn, m)
 	if err != nil {
 		return fmt.Errorf("STATUS_MAP_FILE: %w", err)

@@ -250,13 +250,49 @@ func Clients(cfg config.Config) (*hyperproof.Client, *servicenow.Client, error) 
 func CheckAPIs(ctx context.Context, hp *hyperproof.Client, sn *servicenow.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := hp.Me(ctx); err != nil {
+	if err := untilSettled(ctx, func() error { _, err := hp.Me(ctx); return err }); err != nil {
 		return fmt.Errorf("hyperproof: %w", err)
 	}
-	if err := sn.Ping(ctx); err != nil {
+	if err := untilSettled(ctx, func() error { return sn.Ping(ctx) }); err != nil {
 		return fmt.Errorf("servicenow: %w", err)
 	}
 	return nil
+}
+
+// untilSettled retries a start-up check through transient answers (429,
+// 5xx, network) until ctx ends; a refusal (wrong credentials, 403, 404) is
+// final at once, so a passing outage does not stop the worker and a wrong
+// setting still does.
+func untilSettled(ctx context.Context, check func() error) error {
+	delay := 250 * time.Millisecond
+	for {
+		err := check()
+		if err == nil || !transient(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+func transient(err error) bool {
+	var hp *hyperproof.APIError
+	if errors.As(err, &hp) {
+		return hp.Retryable()
+	}
+	var sn *servicenow.APIError
+	if errors.As(err, &sn) {
+		return sn.Retryable()
+	}
+	var auth *hyperproof.AuthError
+	if errors.As(err, &auth) {
+		return auth.Retryable()
+	}
+	return true // network errors
 }
 
 // Dial connects to Temporal and checks it answers. Payloads go through the
