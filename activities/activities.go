@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -354,9 +353,9 @@ func (a *Activities) SetHyperproofStatus(ctx context.Context, req SetHyperproofS
 	return nil
 }
 
-// sortComments orders by creation time, then id, so every caller sees one
+// sortByCreated orders by creation time, then id, so every caller sees one
 // stable order.
-func sortComments[T any](items []T, at func(T) time.Time, id func(T) string) {
+func sortByCreated[T any](items []T, at func(T) time.Time, id func(T) string) {
 	sort.SliceStable(items, func(i, j int) bool {
 		ti, tj := at(items[i]), at(items[j])
 		if !ti.Equal(tj) {
@@ -365,5 +364,3 @@ func sortComments[T any](items []T, at func(T) time.Time, id func(T) string) {
 		return id(items[i]) < id(items[j])
 	})
 }
-
-func trimText(s string) string { return strings.TrimSpace(s) }

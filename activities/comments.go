@@ -60,7 +60,7 @@ func (a *Activities) ListServiceNowComments(ctx context.Context, req CommentsReq
 		}
 		out = append(out, c)
 	}
-	sortComments(out, func(c ServiceNowComment) time.Time { return c.CreatedOn }, func(c ServiceNowComment) string { return c.ID })
+	sortByCreated(out, func(c ServiceNowComment) time.Time { return c.CreatedOn }, func(c ServiceNowComment) string { return c.ID })
 	return out, nil
 }
 
@@ -154,7 +154,7 @@ func (a *Activities) ListHyperproofComments(ctx context.Context, req CommentsReq
 		}
 		out = append(out, hc)
 	}
-	sortComments(out, func(c HyperproofComment) time.Time { return c.CreatedOn }, func(c HyperproofComment) string { return c.ID })
+	sortByCreated(out, func(c HyperproofComment) time.Time { return c.CreatedOn }, func(c HyperproofComment) string { return c.ID })
 	return out, nil
 }
 
@@ -252,7 +252,7 @@ func (a *Activities) AlertAssignee(ctx context.Context, req AlertRequest) error 
 		if who == "" {
 			who = "The task creator"
 		}
-		fmt.Fprintf(&b, "\n%s wrote: \"%s\"", who, trimText(text))
+		fmt.Fprintf(&b, "\n%s wrote: \"%s\"", who, strings.TrimSpace(text))
 	}
 	b.WriteString("\n\n" + ref)
 	if err := a.SN.AddComment(ctx, req.Table, req.SysID, b.String()); err != nil {

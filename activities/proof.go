@@ -30,7 +30,7 @@ func (a *Activities) ListServiceNowAttachments(ctx context.Context, req Attachme
 			Hash: at.Hash, CreatedBy: at.CreatedBy, CreatedOn: at.CreatedOn,
 		})
 	}
-	sortComments(out, func(m AttachmentMeta) time.Time { return m.CreatedOn }, func(m AttachmentMeta) string { return m.SysID })
+	sortByCreated(out, func(m AttachmentMeta) time.Time { return m.CreatedOn }, func(m AttachmentMeta) string { return m.SysID })
 	return out, nil
 }
 

@@ -56,7 +56,6 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -966,16 +965,7 @@ func (c *run1) verifyTask(ctx context.Context, n int, out story.Outcome, complet
 }
 
 func (c *run1) proofSHA(ctx context.Context, id string) (string, error) {
-	rc, err := c.creator.DownloadProof(ctx, id)
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, rc); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return story.ProofSHA(ctx, c.creator, id)
 }
 
 // retry makes a user's read up to three times (the users are never

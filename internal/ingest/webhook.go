@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"hpsync/internal/servicenow"
 )
 
 // WebhookPath is where ServiceNow's business rule posts (interfaces.md).
@@ -200,7 +202,7 @@ func parseHint(body []byte) (table, sysID, problem string) {
 	if !ok {
 		return "", "", `"sys_id" must be a string`
 	}
-	if !isSysID(sysID) {
+	if !servicenow.IsSysID(sysID) {
 		return "", "", `"sys_id" must be 32 hex digits`
 	}
 	return table, sysID, ""
@@ -216,11 +218,6 @@ func stringField(fields map[string]json.RawMessage, name string) (string, bool) 
 		return "", false
 	}
 	return s, true
-}
-
-func isSysID(s string) bool {
-	_, err := hex.DecodeString(s)
-	return len(s) == 32 && err == nil
 }
 
 func accepted(w http.ResponseWriter) { writeJSON(w, http.StatusAccepted, "status", "accepted") }

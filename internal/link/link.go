@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"hpsync/internal/hyperproof"
+	"hpsync/internal/servicenow"
 	"hpsync/internal/statusmap"
 	"hpsync/workflows"
 )
@@ -52,7 +53,7 @@ func Link(ctx context.Context, c client.Client, hp *hyperproof.Client, m statusm
 	if _, ok := m.First(req.Table, statusmap.GroupInProgress); !ok {
 		return res, fmt.Errorf("table %q is not in the status map", req.Table)
 	}
-	if req.ExistingSysID != "" && !isSysID(req.ExistingSysID) {
+	if req.ExistingSysID != "" && !servicenow.IsSysID(req.ExistingSysID) {
 		return res, fmt.Errorf("-sys-id %q is not a ServiceNow sys_id (32 hex digits)", req.ExistingSysID)
 	}
 
@@ -164,16 +165,4 @@ func runningStatus(ctx context.Context, c client.Client, id string) (workflows.S
 		return st, true, err
 	}
 	return st, true, nil
-}
-
-func isSysID(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
-			return false
-		}
-	}
-	return true
 }

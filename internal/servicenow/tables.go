@@ -2,6 +2,7 @@ package servicenow
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +20,13 @@ func checkTable(table string) error {
 		return fmt.Errorf("servicenow: invalid table name %q", table)
 	}
 	return nil
+}
+
+// IsSysID tells whether s has the shape of a ServiceNow sys_id: 32 hex
+// digits.
+func IsSysID(s string) bool {
+	_, err := hex.DecodeString(s)
+	return len(s) == 32 && err == nil
 }
 
 func checkSysID(sysID string) error {

@@ -359,7 +359,12 @@ func (r *runner) assigneeAttaches(ctx context.Context, files []file) error {
 }
 
 func (r *runner) proofSHA(ctx context.Context, id string) (string, error) {
-	rc, err := r.env.Creator.DownloadProof(ctx, id)
+	return ProofSHA(ctx, r.env.Creator, id)
+}
+
+// ProofSHA downloads a proof (streamed) and returns its SHA-256 in hex.
+func ProofSHA(ctx context.Context, hp *hyperproof.Client, id string) (string, error) {
+	rc, err := hp.DownloadProof(ctx, id)
 	if err != nil {
 		return "", err
 	}
